@@ -1,0 +1,6 @@
+"""`make bench` / `python -m bench`: every benchmark that exists so far, figures to stdout."""
+
+from bench import protocol_bench
+
+if __name__ == "__main__":
+    protocol_bench.main()
