@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from struct import pack
 
 from protocol import auth, codes, push, registers, rtu
 from protocol.crc import crc16
@@ -64,7 +65,9 @@ def rtu_encode_rate(pdu: Pdu) -> float:
 
 def push_decode_rate(signed: bool) -> float:
     signer = auth.Signer(b"bench-key-0123456789") if signed else None
-    payload = push.event_payload(codes.EV_ALARM, codes.SRC_SMOKE, 0, registers.ST_ALARM, 300, 1)
+    payload = pack(
+        push.EVENT_FORMAT, codes.EV_ALARM, codes.SRC_SMOKE, 0, registers.ST_ALARM, 300, 1
+    )
     frames = b"".join(push.encode(push.MT_EVENT, 7, i, payload, signer, i) for i in range(32))
 
     def batch() -> int:
@@ -102,7 +105,7 @@ def main() -> None:
 
 
 def rtu_timing_us() -> int:
-    from protocol.timing import read_transaction_us
+    from gateway.bus_timing import read_transaction_us
 
     return read_transaction_us(115200, 8)
 

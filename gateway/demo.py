@@ -10,6 +10,7 @@ and exits 1 if any is wrong.
 from __future__ import annotations
 
 import random
+from struct import pack
 from typing import Any
 
 from gateway.inspect import describe_frame, describe_pdu
@@ -94,7 +95,9 @@ def push_an_alarm() -> bool:
     print("2. Push mode: node 12 sends a signed smoke alarm; the gateway checks and ACKs it")
     signer = auth.Signer(KEY)
     keys = {NODE: signer}
-    payload = push.event_payload(codes.EV_ALARM, codes.SRC_SMOKE, 0, registers.ST_ALARM, 312, 86400)
+    payload = pack(
+        push.EVENT_FORMAT, codes.EV_ALARM, codes.SRC_SMOKE, 0, registers.ST_ALARM, 312, 86400
+    )
     alarm = push.encode(push.MT_EVENT, NODE, 41, payload, signer, 1001)
     _show("alarm frame:", alarm)
     guard = auth.ReplayGuard()

@@ -15,7 +15,7 @@ except ImportError:
 
 
 _POLY = const(0xA001)
-CRC_INIT = const(0xFFFF)
+_CRC_INIT = const(0xFFFF)
 
 
 # Built by module-level code, which MicroPython frees after import; a builder function would
@@ -30,7 +30,7 @@ del _i, _c
 
 
 def crc16(
-    data: "bytes | bytearray | memoryview", start: int = 0, end: int = -1, crc: int = CRC_INIT
+    data: "bytes | bytearray | memoryview", start: int = 0, end: int = -1, crc: int = _CRC_INIT
 ) -> int:
     """CRC-16/MODBUS of data[start:end] (end=-1 means to the end) without copying.
 

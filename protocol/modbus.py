@@ -85,38 +85,30 @@ class Pdu:
             return bytes((fc | 0x80, self.code))
         if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
             if self.response:
-                return pack(
-                    ">BB%dH" % _count(self.values, _READ_MAX),
-                    fc,
-                    2 * len(self.values),
-                    *self.values,
-                )
-            return pack(">BHH", fc, self.address, _span(self.address, self.count, _READ_MAX))
+                n = _check(0, len(self.values), _READ_MAX, self.values)
+                return pack(">BB%dH" % n, fc, 2 * n, *self.values)
+            return pack(">BHH", fc, self.address, _check(self.address, self.count, _READ_MAX))
         if fc == FC_WRITE_MULTIPLE:
             if self.response:
-                return pack(">BHH", fc, self.address, _span(self.address, self.count, _WRITE_MAX))
-            n = _span(self.address, _count(self.values, _WRITE_MAX), _WRITE_MAX)
+                return pack(">BHH", fc, self.address, _check(self.address, self.count, _WRITE_MAX))
+            n = _check(self.address, len(self.values), _WRITE_MAX, self.values)
             return pack(">BHHB%dH" % n, fc, self.address, n, 2 * n, *self.values)
-        if fc == FC_WRITE_SINGLE:
-            return pack(">BHH", fc, self.address, self.value)
-        if fc == FC_DIAGNOSTIC:
-            return pack(">BHH", fc, self.sub, self.value)
+        if fc == FC_WRITE_SINGLE or fc == FC_DIAGNOSTIC:
+            first = self.address if fc == FC_WRITE_SINGLE else self.sub
+            _check(first, 1, 1, (self.value,))
+            return pack(">BHH", fc, first, self.value)
         raise ValueError("function %r is not supported" % fc)
 
 
-def _count(values: "tuple[int, ...] | list[int]", limit: int) -> int:
-    n = len(values)
-    if not 1 <= n <= limit:
-        raise ValueError("%d registers; a frame carries 1..%d" % (n, limit))
+def _check(address: int, count: int, limit: int, values: "tuple[int, ...]" = ()) -> int:
+    """count, once count registers from address are known to fit a frame (1..limit, inside
+    0..65535) and every value is a 16-bit word. MicroPython's struct.pack would silently
+    truncate a wider value, so this check is what keeps a node from sending wrong data."""
+    if not 0 <= address <= 0xFFFF or not 1 <= count <= limit or address + count > 0x10000:
+        raise ValueError("%r registers at %r: need 1..%d in 0..65535" % (count, address, limit))
     for v in values:
         if not 0 <= v <= 0xFFFF:
-            raise ValueError("register value %r is not 16-bit" % v)
-    return n
-
-
-def _span(address: int, count: int, limit: int) -> int:
-    if not 0 <= address <= 0xFFFF or not 1 <= count <= limit or address + count > 0x10000:
-        raise ValueError("%r registers at %r: need 1..%d within 0..65535" % (count, address, limit))
+            raise ValueError("register value %r is not a 16-bit word" % v)
     return count
 
 
@@ -150,7 +142,7 @@ def decode_response(unit: int, buf: "bytes | bytearray | memoryview", i: int) ->
     if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
         nbytes = buf[i + 1]
         if nbytes == 0 or nbytes & 1 or nbytes > 2 * _READ_MAX:
-            raise FrameError("read response from unit %d has byte count %d" % (unit, nbytes))
+            raise FrameError("unit %d read response has byte count %d" % (unit, nbytes))
         return Pdu(unit, fc, True, values=unpack_from(">%dH" % (nbytes // 2), buf, i + 2))
     a, b = unpack_from(">HH", buf, i + 1)
     if fc == FC_WRITE_SINGLE:

@@ -75,8 +75,9 @@ PUSH_TYPES = {
     push.MT_NAK: "nak",
 }
 UNITS = ("", "%/m", "mA", "degC", "V", "s", "degC/min", "baud/100")  # registers unit codes
-ACCESS = {r.R: "R", r.W: "W", r.RW: "RW"}
-KINDS = {r.U16: "u16", r.I16: "i16", r.U32: "u32", r.BITS: "bits", r.ENUM: "enum"}
+# The access and kind codes of registers.TABLE (most are private there, free on the node).
+ACCESS = {1: "R", r.W: "W", 3: "RW"}
+KINDS = {0: "u16", r.I16: "i16", r.U32: "u32", 3: "bits", 4: "enum"}
 
 # Register names, in map order; each is also the constant's name in registers.py, except the
 # map version register, whose constant is MAP_VERSION_REG (MAP_VERSION is the value).

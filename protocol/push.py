@@ -33,7 +33,7 @@ VERSION = const(1)
 _FLAG_AUTH = const(0x01)
 _HEADER_LEN = const(9)
 _MAX_BODY = const(96)  # the largest body Firelane sends is < 60 bytes
-MAX_ENCODED = const(98)  # _MAX_BODY + COBS: one byte per 254, plus the first length byte
+_MAX_ENCODED = const(98)  # _MAX_BODY + COBS: one byte per 254, plus the first length byte
 _MAX_BUFFER = const(256)
 
 # Message types.
@@ -45,7 +45,9 @@ MT_NAK = const(4)  # payload: the refused seq and a NAK_* reason
 NAK_MALFORMED = const(1)  # well-framed but the payload does not parse: do not resend as is
 NAK_BUSY = const(2)  # the gateway could not store it (disk full): resend later
 
-# code u8, source u8, detail u8, status u16, value i16 (scaled as its register), uptime s u32
+# Payloads are struct formats, packed by the sender: pack(EVENT_FORMAT, code, source, detail,
+# status, value, uptime_s) with value scaled as its register; pack(HEARTBEAT_FORMAT,
+# *status_block_registers, uptime_s); ACK ">H" seq; NAK ">HB" seq, reason.
 EVENT_FORMAT = ">BBBHhI"
 HEARTBEAT_FORMAT = ">%dHI" % STATUS_BLOCK_LEN
 
@@ -54,9 +56,9 @@ HEARTBEAT_FORMAT = ">%dHI" % STATUS_BLOCK_LEN
 _SIZES = bytes((0xFF, 11, 2 * STATUS_BLOCK_LEN + 4, 2, 3))
 
 
-def payload_len(mtype: int) -> int:
-    """The payload size of a message type, -1 for an unknown type."""
-    return _SIZES[mtype] if 0 < mtype < len(_SIZES) else -1
+def _sized(mtype: int, payload: bytes) -> bool:
+    """Whether payload has the size its message type needs (False for an unknown type)."""
+    return 0 < mtype < len(_SIZES) and _SIZES[mtype] == len(payload)
 
 
 class Frame:
@@ -69,16 +71,6 @@ class Frame:
         self.payload, self.counter = payload, counter
 
 
-def event_payload(
-    code: int, source: int, detail: int, status: int, value: int, uptime_s: int
-) -> bytes:
-    return pack(EVENT_FORMAT, code, source, detail, status, value, uptime_s)
-
-
-def heartbeat_payload(status_block: "tuple[int, ...] | list[int]", uptime_s: int) -> bytes:
-    return pack(HEARTBEAT_FORMAT, *status_block, uptime_s)
-
-
 def encode(
     mtype: int,
     node_id: int,
@@ -89,8 +81,8 @@ def encode(
 ) -> bytes:
     """The bytes to send: COBS-encoded body and the 0x00 delimiter. Pass a signer (and the
     sender's next counter) to authenticate."""
-    if payload_len(mtype) != len(payload):
-        raise ValueError("push type %r with a %d-byte payload" % (mtype, len(payload)))
+    if not _sized(mtype, payload):
+        raise ValueError("push type %r with %d-byte payload" % (mtype, len(payload)))
     if not 0 <= node_id <= 0xFFFFFFFF or not 0 <= seq <= 0xFFFF:
         raise ValueError("node id %r or seq %r out of range" % (node_id, seq))
     body = pack(">BBBIH", VERSION, mtype, _FLAG_AUTH if signer else 0, node_id, seq) + payload
@@ -145,12 +137,12 @@ class PushDecoder:
                 self._dropping = False
                 continue
             if end < 0:
-                if len(buf) - self._i <= MAX_ENCODED:
+                if len(buf) - self._i <= _MAX_ENCODED:
                     return NEED_DATA
                 self._i = len(buf)
                 self._dropping = True
                 self.errors += 1
-                raise FrameError("push frame longer than %d bytes; skipping it" % MAX_ENCODED)
+                raise FrameError("push frame longer than %d bytes" % _MAX_ENCODED)
             block = bytes(buf[self._i : end])
             self._i = end + 1
             if not block:
@@ -164,24 +156,24 @@ class PushDecoder:
             return frame
 
     def _parse(self, block: bytes) -> Frame:
-        if len(block) > MAX_ENCODED:
-            raise FrameError("push frame longer than %d bytes" % MAX_ENCODED)
+        if len(block) > _MAX_ENCODED:
+            raise FrameError("push frame longer than %d bytes" % _MAX_ENCODED)
         body = cobs.decode(block)
         n = len(body)
         if n < _HEADER_LEN + 2:
-            raise FrameError("push frame of %d bytes is shorter than a header" % n)
+            raise FrameError("push frame too short (%d bytes)" % n)
         if not check_crc(body, 0, n):
             raise CRCError("push frame CRC mismatch")
         version, mtype, flags, node_id, seq = unpack_from(">BBBIH", body)
         if version != VERSION:
-            raise FrameError("push frame version %d; this side speaks %d" % (version, VERSION))
+            raise FrameError("push frame version %d, expected %d" % (version, VERSION))
         end = n - 2
         signer = self._signers.get(node_id) if self._signers is not None else None
         counter = None
         if flags & _FLAG_AUTH:
             end -= 4 + TAG_LEN
             if end < _HEADER_LEN:
-                raise FrameError("authenticated push frame too short")
+                raise FrameError("push frame too short (%d bytes)" % n)
             if signer is None:
                 raise AuthError("signed frame from node %d, which has no key here" % node_id)
             if not signer.verify(body[: end + 4], body[end + 4 : n - 2]):
@@ -192,7 +184,7 @@ class PushDecoder:
         elif signer is not None:
             raise AuthError("unsigned frame from node %d, which must sign" % node_id)
         payload = body[_HEADER_LEN:end]
-        if payload_len(mtype) != len(payload):
+        if not _sized(mtype, payload):
             raise FrameError(
                 "push type %d from node %d with %d-byte payload" % (mtype, node_id, len(payload))
             )

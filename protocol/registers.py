@@ -87,17 +87,17 @@ BAUD_CHOICES = (96, 192, 384, 576, 1152)  # baud / 100; 19200 is the default (sp
 LINK_POLLED = const(0)
 LINK_PUSH = const(1)
 
-# Access.
-R = const(1)
+# Access and kinds of value. Only W, I16 and U32 are needed outside this table; the others
+# are private (inlined, free on the node) and names.ACCESS / names.KINDS spell out all of them,
+# checked against docs/registers.md row by row.
+_R = const(1)
 W = const(2)
-RW = const(3)
-
-# Kinds of value.
-U16 = const(0)
+_RW = const(3)
+_U16 = const(0)
 I16 = const(1)
 U32 = const(2)  # two registers, high word first
-BITS = const(3)
-ENUM = const(4)
+_BITS = const(3)
+_ENUM = const(4)
 
 # Units, by the code in a row's unit column (their spelling is names.UNITS).
 _PCT = const(1)
@@ -112,40 +112,40 @@ _ROW = const(8)  # ints per row
 # fmt: off
 TABLE = array("H", (
     # address           access kind scale unit min max default
-    DEVICE_TYPE,           R, ENUM,    1, 0, 0, 0, DEVICE_TYPE_NODE,
-    FW_VERSION,            R, U16,     1, 0, 0, 0, 0,
-    FW_PATCH,              R, U16,     1, 0, 0, 0, 0,
-    NODE_ID,               R, U32,     1, 0, 0, 0, 0,
-    MAP_VERSION_REG,       R, U16,     1, 0, 0, 0, MAP_VERSION,
-    STATUS,                R, BITS,    1, 0, 0, 0, 0,
-    ALARM_SOURCES,         R, BITS,    1, 0, 0, 0, 0,
-    FAULTS,                R, BITS,    1, 0, 0, 0, 0,
-    EVENT_SEQ,             R, U16,     1, 0, 0, 0, 0,
-    SMOKE,                 R, U16,   100, _PCT, 0, 0, 0,
-    LEAKAGE,               R, U16,     1, _MA, 0, 0, 0,
-    TEMPERATURE,           R, I16,    10, _DEGC, 0, 0, 0,
-    SUPPLY,                R, U16,  1000, _VOLT, 0, 0, 0,
-    UPTIME,                R, U32,     1, _SEC, 0, 0, 0,
-    CRC_ERRORS,            R, U16,     1, 0, 0, 0, 0,
-    FRAME_ERRORS,          R, U16,     1, 0, 0, 0, 0,
-    RESET_COUNT,           R, U16,     1, 0, 0, 0, 0,
-    RESET_CAUSE,           R, ENUM,    1, 0, 0, 0, 0,
-    BOOT_FAILURES,         R, U16,     1, 0, 0, 0, 0,
-    QUEUE_DROPS,           R, U16,     1, 0, 0, 0, 0,
-    ADDRESS,               RW, U16,    1, 0, 1, 247, 247,
-    BAUD,                  RW, ENUM,   1, _BAUD, 96, 1152, 192,
-    SMOKE_ALARM,           RW, U16,  100, _PCT, 50, 2000, 240,
-    SMOKE_PRE_ALARM,       RW, U16,  100, _PCT, 30, 2000, 160,
-    LEAKAGE_ALARM,         RW, U16,    1, _MA, 20, 1000, 300,
-    LEAKAGE_PRE_ALARM,     RW, U16,    1, _MA, 10, 1000, 240,
-    LEAKAGE_ALARM_DELAY,   RW, U16,   10, _SEC, 0, 300, 20,
-    LEAKAGE_RELEASE_DELAY, RW, U16,   10, _SEC, 0, 6000, 50,
-    TEMP_FIXED,            RW, I16,   10, _DEGC, 400, 900, 570,
-    TEMP_RATE,             RW, U16,   10, _RATE, 30, 300, 90,
-    SUPPLY_LOW,            RW, U16, 1000, _VOLT, 3000, 30000, 10800,
-    HEARTBEAT,             RW, U16,    1, _SEC, 5, 3600, 30,
-    LINK_MODE,             RW, ENUM,   1, 0, LINK_POLLED, LINK_PUSH, LINK_POLLED,
-    COMMAND,               W, ENUM,    1, 0, 0, CMD_IDENTIFY, 0,
+    DEVICE_TYPE,           _R, _ENUM,    1, 0, 0, 0, DEVICE_TYPE_NODE,
+    FW_VERSION,            _R, _U16,     1, 0, 0, 0, 0,
+    FW_PATCH,              _R, _U16,     1, 0, 0, 0, 0,
+    NODE_ID,               _R, U32,     1, 0, 0, 0, 0,
+    MAP_VERSION_REG,       _R, _U16,     1, 0, 0, 0, MAP_VERSION,
+    STATUS,                _R, _BITS,    1, 0, 0, 0, 0,
+    ALARM_SOURCES,         _R, _BITS,    1, 0, 0, 0, 0,
+    FAULTS,                _R, _BITS,    1, 0, 0, 0, 0,
+    EVENT_SEQ,             _R, _U16,     1, 0, 0, 0, 0,
+    SMOKE,                 _R, _U16,   100, _PCT, 0, 0, 0,
+    LEAKAGE,               _R, _U16,     1, _MA, 0, 0, 0,
+    TEMPERATURE,           _R, I16,    10, _DEGC, 0, 0, 0,
+    SUPPLY,                _R, _U16,  1000, _VOLT, 0, 0, 0,
+    UPTIME,                _R, U32,     1, _SEC, 0, 0, 0,
+    CRC_ERRORS,            _R, _U16,     1, 0, 0, 0, 0,
+    FRAME_ERRORS,          _R, _U16,     1, 0, 0, 0, 0,
+    RESET_COUNT,           _R, _U16,     1, 0, 0, 0, 0,
+    RESET_CAUSE,           _R, _ENUM,    1, 0, 0, 0, 0,
+    BOOT_FAILURES,         _R, _U16,     1, 0, 0, 0, 0,
+    QUEUE_DROPS,           _R, _U16,     1, 0, 0, 0, 0,
+    ADDRESS,               _RW, _U16,    1, 0, 1, 247, 247,
+    BAUD,                  _RW, _ENUM,   1, _BAUD, 96, 1152, 192,
+    SMOKE_ALARM,           _RW, _U16,  100, _PCT, 50, 2000, 240,
+    SMOKE_PRE_ALARM,       _RW, _U16,  100, _PCT, 30, 2000, 160,
+    LEAKAGE_ALARM,         _RW, _U16,    1, _MA, 20, 1000, 300,
+    LEAKAGE_PRE_ALARM,     _RW, _U16,    1, _MA, 10, 1000, 240,
+    LEAKAGE_ALARM_DELAY,   _RW, _U16,   10, _SEC, 0, 300, 20,
+    LEAKAGE_RELEASE_DELAY, _RW, _U16,   10, _SEC, 0, 6000, 50,
+    TEMP_FIXED,            _RW, I16,   10, _DEGC, 400, 900, 570,
+    TEMP_RATE,             _RW, _U16,   10, _RATE, 30, 300, 90,
+    SUPPLY_LOW,            _RW, _U16, 1000, _VOLT, 3000, 30000, 10800,
+    HEARTBEAT,             _RW, _U16,    1, _SEC, 5, 3600, 30,
+    LINK_MODE,             _RW, _ENUM,   1, 0, LINK_POLLED, LINK_PUSH, LINK_POLLED,
+    COMMAND,               W, _ENUM,    1, 0, 0, CMD_IDENTIFY, 0,
 ))
 # fmt: on
 

@@ -47,7 +47,7 @@ _RESP = const(2)
 def encode(pdu: Pdu) -> bytes:
     """The ADU for pdu: unit address, PDU and CRC, ready for the wire."""
     if not 0 <= pdu.unit <= ADDRESS_MAX:
-        raise ValueError("unit address %r is outside 0..%d" % (pdu.unit, ADDRESS_MAX))
+        raise ValueError("unit %r is outside 0..%d" % (pdu.unit, ADDRESS_MAX))
     return append_crc(bytes((pdu.unit,)) + pdu.encode())
 
 
@@ -93,6 +93,7 @@ class RtuDecoder:
         self.crc_errors = 0
         self.frame_errors = 0  # garbage, truncated or malformed frames other than CRC
         self.discarded = 0  # bytes dropped while resynchronising
+        self._expect: tuple[int, int, int] | None = None  # (unit, function, response length)
 
     def feed(self, data: "bytes | bytearray | memoryview") -> int:
         """Buffer up to MAX_FRAME bytes; returns how many of data were taken.
@@ -124,29 +125,32 @@ class RtuDecoder:
             if length > 0:
                 self._hunting = False
                 self.frames += 1
+                unit = buf[i]
+                if self.role == SERVER:
+                    # Requests for us or broadcast; everything else is other nodes' business.
+                    wanted = kind == _REQ and (
+                        self.address is None or unit == self.address or unit == BROADCAST
+                    )
+                else:  # a gateway takes responses (none comes from unit 0); a monitor all
+                    wanted = self.role == MONITOR or (kind == _RESP and unit != BROADCAST)
+                if not wanted:  # skipped on length and CRC alone, never decoded
+                    self._consume(length)
+                    self.skipped += 1
+                    continue
                 try:
                     if kind == _REQ:
-                        msg = decode_request(buf[i], buf, i + 1)
-                    else:
-                        msg = decode_response(buf[i], buf, i + 1)
+                        return decode_request(unit, buf, i + 1)
+                    self._expect = None
+                    return decode_response(unit, buf, i + 1)
                 except FrameError:
                     self.frame_errors += 1
                     raise
                 finally:
                     self._consume(length)
-                if self.role == SERVER:
-                    # Requests for us or broadcast; everything else is other nodes' business.
-                    wanted = kind == _REQ and (
-                        self.address is None or msg.unit == self.address or msg.unit == 0
-                    )
-                else:  # a gateway takes responses (none comes from unit 0); a monitor all
-                    wanted = self.role == MONITOR or (kind == _RESP and msg.unit != BROADCAST)
-                if wanted:
-                    return msg
-                self.skipped += 1
-                continue
             if length == 0 and self._boundary < 0:
-                return NEED_DATA
+                if not (self._hunting and self._skip_to_edge()):
+                    return NEED_DATA
+                continue
             # Garbage, a failed CRC, or a frame cut short by silence: drop a byte and hunt on.
             self._consume(1)
             self.discarded += 1
@@ -161,25 +165,54 @@ class RtuDecoder:
 
     def _match(self, buf: bytearray, i: int, limit: int) -> "tuple[int, int]":
         """(length, kind) of a CRC-valid frame at buf[i], limit bytes available; (0, 0) to
-        wait for more; (-2, 0) after a CRC mismatch, (-1, 0) for anything else."""
+        wait for more; (-2, 0) after a CRC mismatch, (-1, 0) for anything else.
+
+        RTU bytes can be valid in two shapes at once (a request whose first 7 bytes also pass
+        as a response, by a 1-in-65536 CRC coincidence). Frames arrive whole and end in
+        silence, so the shape that ends exactly at the edge of what has arrived (the t3.5
+        silence if gap() saw one, else the last byte) wins; the other shape ending there waits
+        for one more byte while the role's own shape is still incomplete. A client told what
+        it asked for (expect) takes only the response that request implies.
+        """
         if limit < _MIN_FRAME:
             return 0, 0
         if buf[i] > ADDRESS_MAX:
             return -1, 0
-        wait = False
+        exp = self._expect
+        wait = False  # a shape that may still complete
+        cut = False  # a shape that would run past the silence: a truncated frame
         bad = -1
+        found = found_kind = 0  # the first valid shape, in the role's order
+        edge = edge_kind = 0  # a valid shape ending exactly where the received bytes end
         for kind in self._order:
             n = _request_len(buf, i, limit) if kind == _REQ else _response_len(buf, i)
             if n < 0 or n > MAX_FRAME:
                 continue
+            if kind == _RESP and exp is not None:
+                fc = buf[i + 1]
+                if buf[i] != exp[0] or fc & 0x7F != exp[1] or n != (5 if fc & 0x80 else exp[2]):
+                    continue  # not the response to what this client asked
             if n == 0 or n > limit:
-                wait = True
-            elif check_crc(buf, i, i + n):
-                return n, kind
-            else:
+                if self._boundary < 0:
+                    wait = True
+                else:
+                    cut = True
+            elif not check_crc(buf, i, i + n):
                 bad = -2
+            elif n == limit and not edge:
+                edge, edge_kind = n, kind
+            elif not found:
+                found, found_kind = n, kind
+        if edge:
+            if wait and edge_kind != self._order[0]:
+                return 0, 0
+            return edge, edge_kind
+        if found:
+            return found, found_kind
         if wait:
             return 0, 0
+        if cut:
+            return -1, 0
         if bad == -1 and self.role == SERVER and buf[i] == self.address:
             # A function we do not implement, addressed to us: find its end by CRC so the node
             # can answer "illegal function" (spec 7, code 01) instead of timing the master out.
@@ -187,6 +220,29 @@ class RtuDecoder:
                 if check_crc(buf, i, i + n):
                     return n, _REQ
         return bad, 0
+
+    def _skip_to_edge(self) -> bool:
+        """While hunting through noise, jump to a valid frame that ends exactly on the last
+        byte received (frames arrive whole), instead of waiting on a noise byte that looks
+        like the start of a long frame. True if it jumped."""
+        buf, end = self._buf, len(self._buf)
+        for j in range(self._i + 1, end - _MIN_FRAME + 1):
+            if self._match(buf, j, end - j)[0] == end - j:
+                self.discarded += j - self._i
+                self._i = j
+                return True
+        return False
+
+    def expect(self, request: "Pdu | None") -> None:
+        """Client: the request just sent (None to stop expecting, e.g. after a timeout). Until
+        its response arrives, only a response from that unit to that function, of the length
+        the request implies, or its exception response, is taken."""
+        if request is None:
+            self._expect = None
+            return
+        fc = request.function
+        n = 5 + 2 * request.count if fc == FC_READ_HOLDING or fc == FC_READ_INPUT else 8
+        self._expect = (request.unit, fc, n)
 
     def _consume(self, n: int) -> None:
         self._i += n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from struct import pack
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_decode_rtu_capture_with_noise(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_decode_push_frame(capsys: pytest.CaptureFixture[str]) -> None:
-    payload = push.event_payload(codes.EV_PRE_ALARM, codes.SRC_LEAKAGE, 0, 2, 260, 5)
+    payload = pack(push.EVENT_FORMAT, codes.EV_PRE_ALARM, codes.SRC_LEAKAGE, 0, 2, 260, 5)
     wire = push.encode(push.MT_EVENT, 3, 9, payload, auth.Signer(b"k"), 4)
     assert main(["decode", wire.hex()]) == 0
     out = capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from struct import pack
 from typing import Any
 
 import pytest
@@ -18,8 +19,8 @@ KEY = b"node-7-secret-key"
 NODE = 7
 SIGNER = auth.Signer(KEY)
 
-EVENT = push.event_payload(codes.EV_ALARM, codes.SRC_SMOKE, 0, registers.ST_ALARM, 312, 86400)
-HEARTBEAT = push.heartbeat_payload((registers.ST_PRE_ALARM, 2, 0, 41, 180, 250, 215, 12000), 99)
+EVENT = pack(push.EVENT_FORMAT, codes.EV_ALARM, codes.SRC_SMOKE, 0, registers.ST_ALARM, 312, 86400)
+HEARTBEAT = pack(push.HEARTBEAT_FORMAT, registers.ST_PRE_ALARM, 2, 0, 41, 180, 250, 215, 12000, 99)
 MESSAGES = {
     "event": (push.MT_EVENT, EVENT),
     "heartbeat": (push.MT_HEARTBEAT, HEARTBEAT),

@@ -403,3 +403,55 @@ def test_property_random_bytes_never_crash_or_stall(data: bytes) -> None:
     dec.gap()
     drain(dec)
     assert dec.feed(bytes(rtu.MAX_FRAME)) == rtu.MAX_FRAME  # everything was consumed
+
+
+# Frames valid in two shapes at once, found by the pymodbus differential tests: the CRC of
+# the first bytes of one frame happens to match, so bytes alone cannot tell the shapes apart.
+AMBIGUOUS_REQUEST = Pdu(4, 3, address=0x02B5, count=2)  # its first 7 bytes pass as a response
+AMBIGUOUS_RESPONSE = Pdu(1, 3, True, values=(1, 0x45))  # its first 8 bytes pass as a request
+
+
+def test_ambiguous_vectors_really_are_ambiguous() -> None:
+    from protocol.crc import check_crc
+
+    assert check_crc(rtu.encode(AMBIGUOUS_REQUEST), 0, 7)
+    assert check_crc(rtu.encode(AMBIGUOUS_RESPONSE), 0, 8)
+
+
+def test_node_fed_byte_by_byte_keeps_the_request_whose_prefix_passes_as_a_response() -> None:
+    dec = rtu.RtuDecoder(rtu.SERVER, 4)
+    events: list[Any] = []
+    for byte in rtu.encode(AMBIGUOUS_REQUEST):
+        events += feed_all(dec, bytes([byte]))
+    assert events == [AMBIGUOUS_REQUEST]
+
+
+def test_gateway_that_expects_its_response_skips_its_echoed_request() -> None:
+    dec = rtu.RtuDecoder(rtu.CLIENT)
+    response = Pdu(4, 3, True, values=(0xBEEF, 1))
+    dec.expect(AMBIGUOUS_REQUEST)
+    wire = rtu.encode(AMBIGUOUS_REQUEST) + rtu.encode(response)
+    assert feed_all(dec, wire) == [response]
+    assert dec.skipped == 1
+
+
+def test_expectation_refuses_a_response_of_the_wrong_length_or_unit() -> None:
+    dec = rtu.RtuDecoder(rtu.CLIENT)
+    dec.expect(Pdu(4, 3, address=0, count=2))
+    stray = [Pdu(4, 3, True, values=(1,)), Pdu(5, 3, True, values=(1, 2))]
+    refusal = Pdu(4, 3, True, code=codes.EX_ILLEGAL_ADDRESS)
+    events = feed_all(dec, b"".join(rtu.encode(p) for p in [*stray, refusal]))
+    assert events[-1] == refusal and stray[0] not in events and stray[1] not in events
+    dec.expect(None)
+    assert feed_all(dec, rtu.encode(stray[0])) == [stray[0]]
+
+
+def test_silence_after_each_frame_settles_a_response_that_passes_as_a_request() -> None:
+    dec = rtu.RtuDecoder(rtu.SERVER, None)
+    request = Pdu(1, 3, address=3, count=2)
+    events = []
+    for pdu in (request, AMBIGUOUS_RESPONSE):
+        events += feed_all(dec, rtu.encode(pdu))
+        dec.gap()
+        events += drain(dec)
+    assert events == [request]
