@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from struct import pack
 
-from protocol import auth, codes, push, registers, rtu
+from protocol import auth, codes, master, push, registers, rtu
 from protocol.crc import crc16
 from protocol.errors import NEED_DATA
 from protocol.modbus import Pdu
@@ -43,7 +43,7 @@ def rtu_decode_rate(pdu: Pdu, role: int) -> float:
     stream = frame * 32  # a burst of frames, as a busy bus delivers them
 
     def batch() -> int:
-        dec = rtu.RtuDecoder(role, pdu.unit if role == rtu.SERVER else None)
+        dec = rtu.RtuDecoder(role, pdu.unit) if role == rtu.SERVER else master.MasterDecoder(role)
         data, n = stream, 0
         while data:
             data = data[dec.feed(data) :]

@@ -14,7 +14,7 @@ from struct import pack
 from typing import Any
 
 from gateway.inspect import describe_frame, describe_pdu
-from protocol import auth, codes, names, push, registers, rtu
+from protocol import auth, codes, master, names, push, registers, rtu
 from protocol.errors import NEED_DATA, FrameError
 from protocol.modbus import Pdu
 
@@ -74,7 +74,7 @@ def poll_over_a_noisy_bus(rng: random.Random) -> bool:
     _show("bytes on the line:", line[:24])
     _show("  ...", line[24:])
     node = rtu.RtuDecoder(rtu.SERVER, NODE)
-    gateway = rtu.RtuDecoder(rtu.CLIENT)
+    gateway = master.MasterDecoder()
     heard = [e for e in _feed(node, line) if isinstance(e, Pdu)]
     got = [e for e in _feed(gateway, line) if isinstance(e, Pdu)]
     print(f"  node 12 hears:  {'; '.join(describe_pdu(p) for p in heard)}")

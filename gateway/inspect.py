@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import auth, cobs, names, push, registers, rtu
+from protocol import auth, cobs, master, names, push, registers, rtu
 from protocol.errors import NEED_DATA, FrameError
 from protocol.modbus import Pdu
 
@@ -80,7 +80,7 @@ def decode_hex(text: str, key: bytes | None = None) -> list[str]:
     if b"\x00" in data and _looks_like_push(data):
         dec = push.PushDecoder(_EveryNode(auth.Signer(key) if key else _Unchecked()))
         return _drain_all(dec, data, lambda f: describe_frame(f, checked=key is not None))
-    rdec = rtu.RtuDecoder(rtu.MONITOR)
+    rdec = master.MasterDecoder(rtu.MONITOR)
     out = _drain_all(rdec, data, describe_pdu)
     rdec.gap()
     out += _drain_all(rdec, b"", describe_pdu)

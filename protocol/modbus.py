@@ -11,6 +11,8 @@ meaningful depends on the function code and direction:
     08 diagnostic   sub, value               sub, value (sub-function 00 echoes)
     exception       -                        code; function is the refused request's
 
+Responses are decoded by master.py: only a master reads them, and a node never loads it.
+
 A request the node must refuse (bad quantity, unknown function) decodes to a request Pdu with
 `code` set to the exception to answer with; `refusal()` builds that answer. Registers are
 16-bit, big-endian on the wire.
@@ -27,7 +29,6 @@ from .codes import (
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
 )
-from .errors import FrameError
 
 try:
     from micropython import const
@@ -37,7 +38,7 @@ except ImportError:
         return x
 
 
-_READ_MAX = const(125)  # FC03/04 quantity limit, spec 6.3
+READ_MAX = const(125)  # FC03/04 quantity limit, spec 6.3
 _WRITE_MAX = const(123)  # FC16 quantity limit, spec 6.12
 
 
@@ -85,9 +86,9 @@ class Pdu:
             return bytes((fc | 0x80, self.code))
         if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
             if self.response:
-                n = _check(0, len(self.values), _READ_MAX, self.values)
+                n = _check(0, len(self.values), READ_MAX, self.values)
                 return pack(">BB%dH" % n, fc, 2 * n, *self.values)
-            return pack(">BHH", fc, self.address, _check(self.address, self.count, _READ_MAX))
+            return pack(">BHH", fc, self.address, _check(self.address, self.count, READ_MAX))
         if fc == FC_WRITE_MULTIPLE:
             if self.response:
                 return pack(">BHH", fc, self.address, _check(self.address, self.count, _WRITE_MAX))
@@ -117,7 +118,7 @@ def decode_request(unit: int, buf: "bytes | bytearray | memoryview", i: int) -> 
     fc = buf[i]
     if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
         address, count = unpack_from(">HH", buf, i + 1)
-        bad = 0 if 1 <= count <= _READ_MAX else EX_ILLEGAL_VALUE
+        bad = 0 if 1 <= count <= READ_MAX else EX_ILLEGAL_VALUE
         return Pdu(unit, fc, address=address, count=count, code=bad)
     if fc == FC_WRITE_SINGLE:
         address, value = unpack_from(">HH", buf, i + 1)
@@ -132,21 +133,3 @@ def decode_request(unit: int, buf: "bytes | bytearray | memoryview", i: int) -> 
         values = unpack_from(">%dH" % count, buf, i + 6)
         return Pdu(unit, fc, address=address, count=count, values=values)
     return Pdu(unit, fc, code=EX_ILLEGAL_FUNCTION)
-
-
-def decode_response(unit: int, buf: "bytes | bytearray | memoryview", i: int) -> Pdu:
-    """The response whose PDU starts at buf[i]; FrameError if its fields make no sense."""
-    fc = buf[i]
-    if fc & 0x80:
-        return Pdu(unit, fc & 0x7F, True, code=buf[i + 1])
-    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
-        nbytes = buf[i + 1]
-        if nbytes == 0 or nbytes & 1 or nbytes > 2 * _READ_MAX:
-            raise FrameError("unit %d read response has byte count %d" % (unit, nbytes))
-        return Pdu(unit, fc, True, values=unpack_from(">%dH" % (nbytes // 2), buf, i + 2))
-    a, b = unpack_from(">HH", buf, i + 1)
-    if fc == FC_WRITE_SINGLE:
-        return Pdu(unit, fc, True, address=a, value=b)
-    if fc == FC_DIAGNOSTIC:
-        return Pdu(unit, fc, True, sub=a, value=b)
-    return Pdu(unit, fc, True, address=a, count=b)  # FC16: framing admits nothing else

@@ -22,7 +22,7 @@ from .codes import (
 )
 from .crc import append_crc, check_crc
 from .errors import NEED_DATA, CRCError, FrameError
-from .modbus import Pdu, decode_request, decode_response
+from .modbus import Pdu, decode_request
 
 try:
     from micropython import const
@@ -76,11 +76,14 @@ def _response_len(buf: bytearray, i: int) -> int:
 class RtuDecoder:
     """feed(bytes) / next_event() -> Pdu | NEED_DATA, raising FrameError on garbage.
 
+    This is the node's decoder (SERVER); the CLIENT and MONITOR roles, which decode responses,
+    are master.MasterDecoder, a subclass a node never loads.
+
     After a FrameError the offending byte is already dropped: call next_event() again. One error
     is raised per run of garbage, however long; `discarded` counts the bytes.
     """
 
-    def __init__(self, role: int, address: "int | None" = None):
+    def __init__(self, role: int = SERVER, address: "int | None" = None):
         self.role = role
         self.address = address  # SERVER only; None answers every unit (test benches)
         self._order = (_RESP, _REQ) if role == CLIENT else (_REQ, _RESP)
@@ -141,7 +144,7 @@ class RtuDecoder:
                     if kind == _REQ:
                         return decode_request(unit, buf, i + 1)
                     self._expect = None
-                    return decode_response(unit, buf, i + 1)
+                    return self._decode_response(unit, buf, i + 1)
                 except FrameError:
                     self.frame_errors += 1
                     raise
@@ -233,16 +236,8 @@ class RtuDecoder:
                 return True
         return False
 
-    def expect(self, request: "Pdu | None") -> None:
-        """Client: the request just sent (None to stop expecting, e.g. after a timeout). Until
-        its response arrives, only a response from that unit to that function, of the length
-        the request implies, or its exception response, is taken."""
-        if request is None:
-            self._expect = None
-            return
-        fc = request.function
-        n = 5 + 2 * request.count if fc == FC_READ_HOLDING or fc == FC_READ_INPUT else 8
-        self._expect = (request.unit, fc, n)
+    def _decode_response(self, unit: int, buf: bytearray, i: int) -> Pdu:
+        raise ValueError("a CLIENT or MONITOR decoder is protocol.master.MasterDecoder")
 
     def _consume(self, n: int) -> None:
         self._i += n

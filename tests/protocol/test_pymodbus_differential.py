@@ -47,7 +47,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
-from protocol import rtu
+from protocol import master, rtu
 from protocol.crc import crc16
 from protocol.errors import NEED_DATA, FrameError
 from protocol.modbus import Pdu
@@ -261,7 +261,7 @@ def test_pymodbus_decodes_our_frames(case: Case) -> None:
 
 def decoder_for(msg: Pdu) -> rtu.RtuDecoder:
     if msg.response:
-        return rtu.RtuDecoder(rtu.CLIENT)
+        return master.MasterDecoder()
     return rtu.RtuDecoder(rtu.SERVER, address=msg.unit)
 
 
@@ -380,7 +380,7 @@ def test_client_hearing_its_requests_returns_only_responses(
     it hears and returns every response. Without expect() a request whose first bytes pass as
     a response by CRC coincidence is ambiguous (see tests/protocol/test_rtu.py)."""
     note(f"bus: {transcript(talk).hex(' ')}")
-    decoder = rtu.RtuDecoder(rtu.CLIENT)
+    decoder = master.MasterDecoder()
     events: list[object] = []
     for x in talk:
         request = pymodbus_frame(x.request, False)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import codes, registers, rtu
+from protocol import codes, master, registers, rtu
 from protocol.errors import NEED_DATA, CRCError, FrameError
 from protocol.modbus import Pdu
 
@@ -65,7 +65,7 @@ def feed_all(dec: rtu.RtuDecoder, data: bytes) -> list[Any]:
 
 
 def decoder(role: int) -> rtu.RtuDecoder:
-    return rtu.RtuDecoder(role, NODE if role == rtu.SERVER else None)
+    return rtu.RtuDecoder(rtu.SERVER, NODE) if role == rtu.SERVER else master.MasterDecoder(role)
 
 
 @pytest.mark.parametrize(("name", "pdu", "role"), ALL, ids=[a[0] for a in ALL])
@@ -308,7 +308,7 @@ class Node:
 
 def test_two_endpoints_back_to_back() -> None:
     node = Node()
-    gateway = rtu.RtuDecoder(rtu.CLIENT)
+    gateway = master.MasterDecoder()
 
     def ask(req: Pdu) -> list[Any]:
         return feed_all(gateway, node.receive(rtu.encode(req)))
@@ -381,13 +381,13 @@ def test_property_request_round_trip(pdu: Pdu) -> None:
 @settings(max_examples=300, deadline=None)
 @given(responses())
 def test_property_response_round_trip(pdu: Pdu) -> None:
-    assert feed_all(rtu.RtuDecoder(rtu.CLIENT), rtu.encode(pdu)) == [pdu]
+    assert feed_all(master.MasterDecoder(), rtu.encode(pdu)) == [pdu]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=60), responses())
 def test_property_resynchronises_after_garbage(garbage: bytes, pdu: Pdu) -> None:
-    dec = rtu.RtuDecoder(rtu.CLIENT)
+    dec = master.MasterDecoder()
     events = feed_all(dec, garbage)
     dec.gap()  # the line went quiet after the noise burst
     events += drain(dec)
@@ -427,7 +427,7 @@ def test_node_fed_byte_by_byte_keeps_the_request_whose_prefix_passes_as_a_respon
 
 
 def test_gateway_that_expects_its_response_skips_its_echoed_request() -> None:
-    dec = rtu.RtuDecoder(rtu.CLIENT)
+    dec = master.MasterDecoder()
     response = Pdu(4, 3, True, values=(0xBEEF, 1))
     dec.expect(AMBIGUOUS_REQUEST)
     wire = rtu.encode(AMBIGUOUS_REQUEST) + rtu.encode(response)
@@ -436,7 +436,7 @@ def test_gateway_that_expects_its_response_skips_its_echoed_request() -> None:
 
 
 def test_expectation_refuses_a_response_of_the_wrong_length_or_unit() -> None:
-    dec = rtu.RtuDecoder(rtu.CLIENT)
+    dec = master.MasterDecoder()
     dec.expect(Pdu(4, 3, address=0, count=2))
     stray = [Pdu(4, 3, True, values=(1,)), Pdu(5, 3, True, values=(1, 2))]
     refusal = Pdu(4, 3, True, code=codes.EX_ILLEGAL_ADDRESS)

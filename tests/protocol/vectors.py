@@ -12,7 +12,7 @@ This file runs unchanged on MicroPython: no typing imports, f-strings, dataclass
 
 from struct import pack, unpack
 
-from protocol import auth, cobs, codes, crc, names, push, rtu, timing
+from protocol import auth, cobs, codes, crc, master, names, push, rtu, timing
 from protocol import registers as r
 from protocol.errors import NEED_DATA, ProtocolError
 from protocol.modbus import Pdu
@@ -272,10 +272,10 @@ def vectors_rtu_client() -> None:
     )
     for label, data, step in cases:
         name = "rtu.client." + label
-        dec = rtu.RtuDecoder(rtu.CLIENT)
+        dec = master.MasterDecoder()
         _feed(name, dec, data, step)
         _rtu_stats(name, dec)
-    dec = rtu.RtuDecoder(rtu.MONITOR)
+    dec = master.MasterDecoder(rtu.MONITOR)
     _feed("rtu.monitor", dec, r03 + a03 + other, 0)
     _rtu_stats("rtu.monitor", dec)
 
