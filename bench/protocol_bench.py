@@ -71,7 +71,7 @@ def push_decode_rate(signed: bool) -> float:
     frames = b"".join(push.encode(push.MT_EVENT, 7, i, payload, signer, i) for i in range(32))
 
     def batch() -> int:
-        dec = push.PushDecoder({7: signer} if signer else None, auth.ReplayGuard())
+        dec = push.PushDecoder({7: signer} if signer else None)
         data, n = frames, 0
         while data:
             data = data[dec.feed(data) :]

@@ -100,14 +100,13 @@ def push_an_alarm() -> bool:
     )
     alarm = push.encode(push.MT_EVENT, NODE, 41, payload, signer, 1001)
     _show("alarm frame:", alarm)
-    guard = auth.ReplayGuard()
-    gateway = push.PushDecoder(keys, guard)
+    gateway = push.PushDecoder(keys)
     received = [f for f in _feed(gateway, alarm) if isinstance(f, push.Frame)]
     for frame in received:
         print(f"  gateway got:    {describe_frame(frame)}")
     ack = push.encode(push.MT_ACK, NODE, 41, b"\x00\x29", signer, 77)
     _show("ACK frame:", ack)
-    node = push.PushDecoder(keys, auth.ReplayGuard())
+    node = push.PushDecoder(keys)
     acked = [f for f in _feed(node, ack) if isinstance(f, push.Frame)]
     print(f"  node got:       {describe_frame(acked[0]) if acked else 'nothing'}")
 

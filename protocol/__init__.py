@@ -12,7 +12,7 @@ a node keeps the heap small (each module's cost is in docs/protocol.md):
     rtu        RTU framing and the incremental bus decoder (RtuDecoder)
     timing     Modbus serial-line timing (t1.5, t3.5, wire time)
     cobs       Consistent Overhead Byte Stuffing
-    auth       truncated HMAC-SHA256, the replay guard, AuthError and ReplayError
+    auth       truncated HMAC-SHA256, AuthError and ReplayError
     push       push-mode frames and PushDecoder
     names      names of everything above, for people (gateway and tools only)
 """

@@ -1,4 +1,4 @@
-"""HMAC-SHA256 (RFC 2104) truncated to TAG_LEN bytes, and the replay guard for push frames.
+"""HMAC-SHA256 (RFC 2104) truncated to TAG_LEN bytes, and the errors of push authentication.
 
 MicroPython has hashlib.sha256 but no hmac module, so HMAC is built here from its definition.
 The truncation to 96 bits keeps above RFC 2104 section 5's floor of 80 bits.
@@ -57,20 +57,3 @@ class Signer:
         for i in range(len(good)):
             diff |= good[i] ^ tag[i]
         return diff == 0
-
-
-class ReplayGuard:
-    """Accepts a counter only if it is newer than the last one accepted from the same node.
-
-    `last` maps node id to counter; persist it to survive restarts (the gateway does).
-    """
-
-    def __init__(self, last: "dict[int, int] | None" = None):
-        self.last = last if last is not None else {}
-
-    def accept(self, node_id: int, counter: int) -> bool:
-        """Record and return True if counter is newer than the node's last; else False."""
-        if counter <= self.last.get(node_id, -1):
-            return False
-        self.last[node_id] = counter
-        return True

@@ -16,7 +16,7 @@ so a forged ACK cannot make a node stop resending an alarm.
 from struct import pack, unpack_from
 
 from . import cobs
-from .auth import TAG_LEN, AuthError, ReplayError, ReplayGuard, Signer
+from .auth import TAG_LEN, AuthError, ReplayError, Signer
 from .crc import append_crc, check_crc
 from .errors import NEED_DATA, CRCError, FrameError
 from .registers import STATUS_BLOCK_LEN
@@ -98,16 +98,17 @@ class PushDecoder:
     """feed(bytes) / next_event() -> Frame | NEED_DATA; one FrameError per bad frame.
 
     signers maps node id to that node's Signer; a node without one must send unsigned frames.
-    guard is an auth.ReplayGuard.
+    last maps node id to the newest counter accepted from it: a signed frame whose counter is
+    not newer is a replay. The gateway persists it across restarts and passes it back in.
     """
 
     def __init__(
         self,
         signers: "dict[int, Signer] | None" = None,
-        guard: "ReplayGuard | None" = None,
+        last: "dict[int, int] | None" = None,
     ):
         self._signers = signers
-        self._guard = guard
+        self.last = last if last is not None else {}
         self._buf = bytearray()
         self._i = 0  # read position, compacted on feed
         self._dropping = False  # inside an over-long frame: skip to its delimiter
@@ -179,8 +180,9 @@ class PushDecoder:
             if not signer.verify(body[: end + 4], body[end + 4 : n - 2]):
                 raise AuthError("bad authentication tag from node %d" % node_id)
             counter = unpack_from(">I", body, end)[0]
-            if self._guard is not None and not self._guard.accept(node_id, counter):
+            if counter <= self.last.get(node_id, -1):
                 raise ReplayError("replayed frame from node %d (counter %d)" % (node_id, counter))
+            self.last[node_id] = counter
         elif signer is not None:
             raise AuthError("unsigned frame from node %d, which must sign" % node_id)
         payload = body[_HEADER_LEN:end]
