@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from struct import pack
 
+from gateway.inspect import read_all
 from protocol import auth, codes, master, push, registers, rtu
 from protocol.crc import crc16
-from protocol.errors import NEED_DATA
 from protocol.modbus import Pdu
 
 
@@ -44,12 +44,7 @@ def rtu_decode_rate(pdu: Pdu, role: int) -> float:
 
     def batch() -> int:
         dec = rtu.RtuDecoder(role, pdu.unit) if role == rtu.SERVER else master.MasterDecoder(role)
-        data, n = stream, 0
-        while data:
-            data = data[dec.feed(data) :]
-            while dec.next_event() is not NEED_DATA:
-                n += 1
-        return n
+        return len(read_all(dec, stream))
 
     return best_rate(batch)
 
@@ -71,13 +66,7 @@ def push_decode_rate(signed: bool) -> float:
     frames = b"".join(push.encode(push.MT_EVENT, 7, i, payload, signer, i) for i in range(32))
 
     def batch() -> int:
-        dec = push.PushDecoder({7: signer} if signer else None)
-        data, n = frames, 0
-        while data:
-            data = data[dec.feed(data) :]
-            while dec.next_event() is not NEED_DATA:
-                n += 1
-        return n
+        return len(read_all(push.PushDecoder({7: signer} if signer else None), frames))
 
     return best_rate(batch)
 

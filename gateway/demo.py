@@ -11,36 +11,14 @@ from __future__ import annotations
 
 import random
 from struct import pack
-from typing import Any
 
-from gateway.inspect import describe_frame, describe_pdu
+from gateway.inspect import describe_frame, describe_pdu, read_all
 from protocol import auth, codes, master, names, push, registers, rtu
-from protocol.errors import NEED_DATA, FrameError
+from protocol.errors import FrameError
 from protocol.modbus import Pdu
 
 NODE = 12
 KEY = b"demo-key-node-12"
-
-
-def _drain(dec: Any) -> list[Any]:
-    out: list[Any] = []
-    while True:
-        try:
-            ev = dec.next_event()
-        except FrameError as exc:
-            out.append(exc)
-            continue
-        if ev is NEED_DATA:
-            return out
-        out.append(ev)
-
-
-def _feed(dec: Any, data: bytes) -> list[Any]:
-    out: list[Any] = []
-    while data:
-        data = data[dec.feed(data) :]
-        out += _drain(dec)
-    return out
 
 
 def _show(label: str, data: bytes) -> None:
@@ -75,8 +53,8 @@ def poll_over_a_noisy_bus(rng: random.Random) -> bool:
     _show("  ...", line[24:])
     node = rtu.RtuDecoder(rtu.SERVER, NODE)
     gateway = master.MasterDecoder()
-    heard = [e for e in _feed(node, line) if isinstance(e, Pdu)]
-    got = [e for e in _feed(gateway, line) if isinstance(e, Pdu)]
+    heard = [e for e in read_all(node, line) if isinstance(e, Pdu)]
+    got = [e for e in read_all(gateway, line) if isinstance(e, Pdu)]
     print(f"  node 12 hears:  {'; '.join(describe_pdu(p) for p in heard)}")
     print(f"  gateway hears:  {'; '.join(describe_pdu(p) for p in got)}")
     print(f"  node 12 skipped {node.skipped} frames for others and {node.discarded} noise bytes")
@@ -101,13 +79,13 @@ def push_an_alarm() -> bool:
     alarm = push.encode(push.MT_EVENT, NODE, 41, payload, signer, 1001)
     _show("alarm frame:", alarm)
     gateway = push.PushDecoder(keys)
-    received = [f for f in _feed(gateway, alarm) if isinstance(f, push.Frame)]
+    received = [f for f in read_all(gateway, alarm) if isinstance(f, push.Frame)]
     for frame in received:
         print(f"  gateway got:    {describe_frame(frame)}")
     ack = push.encode(push.MT_ACK, NODE, 41, b"\x00\x29", signer, 77)
     _show("ACK frame:", ack)
     node = push.PushDecoder(keys)
-    acked = [f for f in _feed(node, ack) if isinstance(f, push.Frame)]
+    acked = [f for f in read_all(node, ack) if isinstance(f, push.Frame)]
     print(f"  node got:       {describe_frame(acked[0]) if acked else 'nothing'}")
 
     print("3. What must be refused")
@@ -123,7 +101,7 @@ def push_an_alarm() -> bool:
     }
     refused = 0
     for label, data in attempts.items():
-        events = _feed(gateway, data)
+        events = read_all(gateway, data)
         verdict = ", ".join(type(e).__name__ + f": {e}" for e in events) or "accepted!"
         refused += all(isinstance(e, FrameError) for e in events) and bool(events)
         print(f"  {label:<34}{verdict}")

@@ -96,18 +96,27 @@ def _looks_like_push(data: bytes) -> bool:
     return len(body) > 0 and body[0] == push.VERSION
 
 
-def _drain_all(dec: Any, data: bytes, describe: Any) -> list[str]:
-    out: list[str] = []
+def read_all(dec: Any, data: bytes = b"") -> list[Any]:
+    """The read loop every user of a protocol/ decoder runs: feed what fits, take events until
+    NEED_DATA, repeat until data is used up. Returns the messages and the FrameErrors raised,
+    in order. An empty data just drains what the decoder holds (after gap(), say)."""
+    out: list[Any] = []
     while True:
         data = data[dec.feed(data) :]
         while True:
             try:
                 ev = dec.next_event()
             except FrameError as exc:
-                out.append(f"error: {exc}")
+                out.append(exc)
                 continue
             if ev is NEED_DATA:
                 break
-            out.append(describe(ev))
+            out.append(ev)
         if not data:
             return out
+
+
+def _drain_all(dec: Any, data: bytes, describe: Any) -> list[str]:
+    return [
+        f"error: {ev}" if isinstance(ev, FrameError) else describe(ev) for ev in read_all(dec, data)
+    ]

@@ -56,13 +56,27 @@ def mpy_cross_path() -> Path:
     return path
 
 
-def mpy_cross(source: Path, output: Path, march: str | None = None, opt: str = "-O3") -> None:
-    """Compile one .py to .mpy; RuntimeError with the compiler's message if it fails."""
+def mpy_cross(
+    source: Path,
+    output: Path,
+    march: str | None = None,
+    opt: str = "-O3",
+    name: str | None = None,
+) -> None:
+    """Compile one .py to .mpy; RuntimeError with the compiler's message if it fails.
+
+    name is the source file name embedded in the .mpy (default: the path as given). The node
+    interns it on import, so a long checkout path would cost heap: compile_tree passes the
+    short package-relative name, as a node's build does, so figures do not depend on where the
+    repository lives.
+    """
     cmd = [str(mpy_cross_path())]
     if opt:
         cmd.append(opt)
     if march:
         cmd.append(f"-march={march}")
+    if name:
+        cmd += ["-s", name]
     cmd += ["-o", str(output), str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -86,7 +100,8 @@ def compile_tree(
         for source in sorted(src_dir.rglob("*.py")):
             target = out_dir / src_dir.name / source.relative_to(src_dir).with_suffix(".mpy")
             target.parent.mkdir(parents=True, exist_ok=True)
-            mpy_cross(source, target, march=march, opt=opt)
+            name = f"{src_dir.name}/{source.relative_to(src_dir).as_posix()}"
+            mpy_cross(source, target, march=march, opt=opt, name=name)
             written.append(target)
     return written
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.inspect import read_all
 from protocol import auth, cobs, codes, names, push, registers
 from protocol.auth import AuthError, ReplayError
 from protocol.errors import NEED_DATA, CRCError, FrameError
@@ -33,26 +34,9 @@ def frame_key(f: push.Frame) -> tuple[Any, ...]:
     return (f.type, f.node_id, f.seq, f.payload, f.counter)
 
 
-def drain(dec: push.PushDecoder) -> list[Any]:
-    out: list[Any] = []
-    while True:
-        try:
-            ev = dec.next_event()
-        except FrameError as exc:
-            out.append(type(exc))
-            continue
-        if ev is NEED_DATA:
-            return out
-        assert isinstance(ev, push.Frame)
-        out.append(frame_key(ev))
-
-
 def feed_all(dec: push.PushDecoder, data: bytes) -> list[Any]:
-    out: list[Any] = []
-    while data:
-        data = data[dec.feed(data) :]
-        out += drain(dec)
-    return out
+    """Frames as key tuples and errors as their classes, through the standard read loop."""
+    return [type(e) if isinstance(e, FrameError) else frame_key(e) for e in read_all(dec, data)]
 
 
 def signed_decoder(last: dict[int, int] | None = None) -> push.PushDecoder:

@@ -47,9 +47,10 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
+from gateway.inspect import read_all
 from protocol import master, rtu
 from protocol.crc import crc16
-from protocol.errors import NEED_DATA, FrameError
+from protocol.errors import NEED_DATA
 from protocol.modbus import Pdu
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -226,19 +227,7 @@ def drain(decoder: rtu.RtuDecoder, data: bytes, chunk: int) -> list[object]:
     """Everything decoder returns or raises (as the exception) while data arrives in chunks."""
     out: list[object] = []
     for start in range(0, len(data), chunk):
-        piece = data[start : start + chunk]
-        while piece:
-            taken = decoder.feed(piece)
-            piece = piece[taken:]
-            while True:
-                try:
-                    event = decoder.next_event()
-                except FrameError as exc:
-                    out.append(exc)
-                    continue
-                if event is NEED_DATA:
-                    break
-                out.append(event)
+        out += read_all(decoder, data[start : start + chunk])
     return out
 
 

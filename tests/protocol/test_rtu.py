@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.inspect import read_all
 from protocol import codes, master, registers, rtu
 from protocol.errors import NEED_DATA, CRCError, FrameError
 from protocol.modbus import Pdu
@@ -40,28 +41,19 @@ ALL = [(name, pdu, rtu.SERVER) for name, pdu in REQUESTS.items()] + [
 ]
 
 
+def classes(events: list[Any]) -> list[Any]:
+    """Events with each FrameError replaced by its class, so tables can list the expected ones."""
+    return [type(e) if isinstance(e, FrameError) else e for e in events]
+
+
 def drain(dec: rtu.RtuDecoder) -> list[Any]:
-    """Every event until NEED_DATA; FrameErrors appear as their class."""
-    out: list[Any] = []
-    while True:
-        try:
-            ev = dec.next_event()
-        except FrameError as exc:
-            out.append(type(exc))
-            continue
-        if ev is NEED_DATA:
-            return out
-        out.append(ev)
+    """Every event until NEED_DATA."""
+    return classes(read_all(dec))
 
 
 def feed_all(dec: rtu.RtuDecoder, data: bytes) -> list[Any]:
-    """The read loop firmware and gateway use: feed what fits, drain, repeat."""
-    out: list[Any] = []
-    while data:
-        taken = dec.feed(data)
-        data = data[taken:]
-        out += drain(dec)
-    return out
+    """Through the read loop firmware and gateway use (gateway.inspect.read_all)."""
+    return classes(read_all(dec, data))
 
 
 def decoder(role: int) -> rtu.RtuDecoder:
