@@ -67,7 +67,8 @@ def _response_len(buf: bytearray, i: int) -> int:
     if fc & 0x80:
         return 5
     if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
-        return 5 + buf[i + 2]
+        n = buf[i + 2]  # byte count: two per register, 1..125 registers (spec 6.3)
+        return 5 + n if 0 < n <= 250 and not n & 1 else -1
     if fc == FC_WRITE_SINGLE or fc == FC_DIAGNOSTIC or fc == FC_WRITE_MULTIPLE:
         return 8
     return -1
@@ -170,8 +171,9 @@ class RtuDecoder:
         """(length, kind) of a CRC-valid frame at buf[i], limit bytes available; (0, 0) to
         wait for more; (-2, 0) after a CRC mismatch, (-1, 0) for anything else.
 
-        RTU bytes can be valid in two shapes at once (a request whose first 7 bytes also pass
-        as a response, by a 1-in-65536 CRC coincidence). Frames arrive whole and end in
+        RTU bytes can be valid in two shapes at once: whenever a frame's CRC high byte is 0x00
+        (1 frame in 256), its bytes but the last are a CRC-valid frame too, as the CRC residue
+        of that prefix is zero. Frames arrive whole and end in
         silence, so the shape that ends exactly at the edge of what has arrived (the t3.5
         silence if gap() saw one, else the last byte) wins; the other shape ending there waits
         for one more byte while the role's own shape is still incomplete. A client told what

@@ -158,17 +158,26 @@ MALFORMED: list[tuple[str, int, bytes, bool, list[Any]]] = [
         [],
     ),
     (
-        "read-response-odd-byte-count",
+        # Byte count 3 is no response, but these 8 bytes are a valid read request (at 0x0300,
+        # 258 registers): a gateway that hears it skips it rather than raising.
+        "odd-byte-count-is-a-request-not-a-response",
         rtu.CLIENT,
         with_crc(bytes([NODE, 3, 3, 0, 1, 2])),
         False,
+        [],
+    ),
+    (
+        "read-response-odd-byte-count",
+        rtu.CLIENT,
+        with_crc(bytes([NODE, 3, 1, 0x55])),
+        True,
         [FrameError],
     ),
     (
         "read-response-zero-byte-count",
         rtu.CLIENT,
         with_crc(bytes([NODE, 3, 0])),
-        False,
+        True,
         [FrameError],
     ),
     (
