@@ -173,11 +173,11 @@ class RtuDecoder:
 
         RTU bytes can be valid in two shapes at once: whenever a frame's CRC high byte is 0x00
         (1 frame in 256), its bytes but the last are a CRC-valid frame too, as the CRC residue
-        of that prefix is zero. Frames arrive whole and end in
-        silence, so the shape that ends exactly at the edge of what has arrived (the t3.5
-        silence if gap() saw one, else the last byte) wins; the other shape ending there waits
-        for one more byte while the role's own shape is still incomplete. A client told what
-        it asked for (expect) takes only the response that request implies.
+        of that prefix is zero. Frames arrive whole and end in silence, so the shape that ends
+        exactly at the edge of what has arrived (the t3.5 silence if gap() saw one, else the
+        last byte) wins; the other shape ending there waits for one more byte while the role's
+        own shape is still incomplete. A client told what it asked for (expect) takes only the
+        response that request implies.
         """
         if limit < _MIN_FRAME:
             return 0, 0
