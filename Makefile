@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SRC    := gateway protocol tests hil_tests bench tools
+SRC    := gateway protocol firmware tests hil_tests bench tools
 
 .PHONY: setup lint test hil demo bench clean
 
@@ -21,6 +21,7 @@ lint: setup
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy
 	$(BIN)/python tools/lint_project.py
+	$(BIN)/python tools/typecheck_firmware.py
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"

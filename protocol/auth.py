@@ -44,7 +44,8 @@ class Signer:
         """Full 32-byte HMAC-SHA256 of data."""
         h = sha256(self._inner)
         h.update(data)
-        return sha256(self._outer + h.digest()).digest()
+        tag = sha256(self._outer + h.digest()).digest()  # type: bytes
+        return tag
 
     def verify(
         self, data: "bytes | bytearray | memoryview", tag: "bytes | bytearray | memoryview"
