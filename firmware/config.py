@@ -9,6 +9,9 @@ Safe defaults: a node with no config.json answers at address 247, 19200 baud, po
 standard thresholds. A config.json that fails validation is not used; the node keeps only the
 link settings that are valid on their own (so the gateway can still reach it), uses defaults for
 the rest, and reports FAULT_CONFIG with the error message kept in Config.error.
+
+The checks themselves are in schema.py, which only load() needs: it is imported for the boot
+and dropped from sys.modules afterwards, so its bytecode does not stay on the heap.
 """
 
 import json
@@ -45,7 +48,7 @@ SETTINGS = (
     ("heartbeat_s", r.HEARTBEAT),
 )
 _LINK_SETTINGS = ("address", "baud", "link_mode", "node_id", "key")
-_LINK_MODES = ("poll", "push")  # index = registers.LINK_POLLED / LINK_PUSH
+LINK_MODES = ("poll", "push")  # index = registers.LINK_POLLED / LINK_PUSH
 
 # ESP32 GPIO numbers. Analog inputs must be on ADC1 (GPIO 32-39), which works alongside the
 # radio; GPIO 34-39 are input-only, so nothing that drives a line may sit there.
@@ -62,9 +65,6 @@ PINS = {
     "led": 2,
     "buzzer": 27,
 }
-_ANALOG = ("smoke", "ct", "temperature", "supply")
-_OUTPUTS = ("uart_tx", "de", "led", "buzzer")
-
 # Analog front end (docs/firmware.md, "Inputs"): name, default, minimum, maximum.
 CALIBRATION = (
     ("smoke_clean_mv", 400, 100, 1500),  # chamber output in clean air, factory baseline
@@ -75,8 +75,6 @@ CALIBRATION = (
     ("temp_mv_per_c", 10, 1, 100),
     ("supply_divider", 11, 2, 50),  # supply = ADC voltage x divider
 )
-_TEXT = ("house", "zone")
-_TEXT_MAX = const(64)
 
 
 class Config:
@@ -112,59 +110,12 @@ class Config:
         return True
 
 
-def _scale(reg: int) -> int:
+def scale(reg: int) -> int:
     t = r.TABLE
     for i in range(0, len(t), 8):
         if t[i] == reg:
             return t[i + 3]
     return 1
-
-
-def _number(
-    key: str, value: object, lo: "int | float", hi: "int | float", whole: bool
-) -> "int | float":
-    """value, once it is a number in lo..hi (a whole one if whole); else ValueError naming
-    the key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("config key %r: %r is not a number" % (key, value))
-    if whole and value != int(value):
-        raise ValueError("config key %r: %r must be a whole number" % (key, value))
-    if not lo <= value <= hi:
-        raise ValueError("config key %r: %r is outside %s..%s" % (key, value, lo, hi))
-    return value
-
-
-def _word(key: str, reg: int, value: object) -> int:
-    """The register word for a setting's value, or ValueError naming the key and the range."""
-    if reg == r.LINK_MODE:
-        if value not in _LINK_MODES:
-            raise ValueError("config key %r: %r is not one of %s" % (key, value, _LINK_MODES))
-        return _LINK_MODES.index(value)
-    if reg == r.BAUD:
-        baud = int(_number(key, value, 0, 1 << 20, True))
-        word = baud // 100
-        if word * 100 != baud or word not in r.BAUD_CHOICES:
-            raise ValueError(
-                "config key %r: %r baud is not one of %s"
-                % (key, value, [b * 100 for b in r.BAUD_CHOICES])
-            )
-        return word
-    scale = _scale(reg)
-    word = round(_number(key, value, -(1 << 15), 1 << 16, scale == 1) * scale)
-    if not r.valid(reg, word & 0xFFFF):
-        t = r.TABLE
-        i = 0
-        while t[i] != reg:
-            i += 8
-        lo, hi = t[i + 5], t[i + 6]
-        if reg == r.TEMP_FIXED:  # i16 limits are stored as words
-            lo, hi = lo - (lo >> 15 << 16), hi - (hi >> 15 << 16)
-        if scale > 1:  # in the key's unit, as the file has it
-            raise ValueError(
-                "config key %r: %r is outside %s..%s" % (key, value, lo / scale, hi / scale)
-            )
-        raise ValueError("config key %r: %r is outside %s..%s" % (key, value, lo, hi))
-    return word & 0xFFFF
 
 
 def cross_check(raw: "dict[int, int]") -> "str | None":
@@ -178,78 +129,12 @@ def cross_check(raw: "dict[int, int]") -> "str | None":
 
 
 def validate(data: object, only: "tuple[str, ...] | None" = None) -> Config:
-    """A Config from the parsed JSON, or ValueError whose message names the offending key and
-    what is allowed. With only, keys outside it are ignored (used to salvage link settings)."""
-    if not isinstance(data, dict):
-        raise ValueError("config must be a JSON object, not %s" % type(data).__name__)
-    cfg = Config()
-    known = [k for k, _ in SETTINGS] + ["pins", "calibration", "node_id", "key"] + list(_TEXT)
-    for key in data:
-        if key not in known:
-            raise ValueError("config key %r is unknown; known keys: %s" % (key, ", ".join(known)))
-    for key, reg in SETTINGS:
-        if key in data and (only is None or key in only):
-            cfg.raw[reg] = _word(key, reg, data[key])
-    bad = cross_check(cfg.raw)
-    if bad:
-        raise ValueError("config key %r must be below the matching alarm threshold" % bad)
-    if "node_id" in data and (only is None or "node_id" in only):
-        _number("node_id", data["node_id"], 1, 0xFFFFFFFF, True)
-        cfg.node_id = int(data["node_id"])
-    if "key" in data and (only is None or "key" in only):
-        cfg.key = _key(data["key"])
-    if only is not None:
-        return cfg
-    for key in _TEXT:
-        if key in data:
-            text = data[key]
-            if not isinstance(text, str) or len(text) > _TEXT_MAX:
-                raise ValueError("config key %r: text of at most %d characters" % (key, _TEXT_MAX))
-            setattr(cfg, key, text)
-    _pins(cfg.pins, data.get("pins", {}))
-    cal = data.get("calibration", {})
-    if not isinstance(cal, dict):
-        raise ValueError("config key 'calibration' must be an object")
-    names = [c[0] for c in CALIBRATION]
-    for name in cal:
-        if name not in names:
-            raise ValueError("config key 'calibration.%s' is unknown; known: %s" % (name, names))
-    for name, _, lo, hi in CALIBRATION:
-        if name in cal:
-            _number("calibration." + name, cal[name], lo, hi, False)
-            cfg.cal[name] = cal[name]
-    return cfg
+    """A Config from parsed JSON, or ValueError whose message names the offending key and
+    what is allowed. With only, keys outside it are ignored (used to salvage link settings).
+    The checks live in schema.py, loaded for the call and dropped again by load()."""
+    import schema
 
-
-def _key(text: object) -> bytes:
-    if not isinstance(text, str) or len(text) % 2 or not 0 <= len(text) <= 128:
-        raise ValueError("config key 'key': an even number (up to 128) of hex digits")
-    try:
-        return bytes(int(text[i : i + 2], 16) for i in range(0, len(text), 2))
-    except ValueError:
-        raise ValueError("config key 'key': %r is not hexadecimal" % text) from None
-
-
-def _pins(pins: "dict[str, int]", given: object) -> None:
-    if not isinstance(given, dict):
-        raise ValueError("config key 'pins' must be an object")
-    for name in given:
-        if name not in pins:
-            raise ValueError("config key 'pins.%s' is unknown; known: %s" % (name, list(pins)))
-        _number("pins." + name, given[name], -1 if name == "hush" else 0, 39, True)
-        pins[name] = given[name]
-    seen = {}  # type: dict[int, str]
-    for name in pins:
-        n = pins[name]
-        if n < 0:
-            continue
-        if n in seen:
-            raise ValueError("config key 'pins.%s': GPIO %d is already %s" % (name, n, seen[n]))
-        seen[n] = name
-        if name in _ANALOG and not 32 <= n <= 39:
-            raise ValueError("config key 'pins.%s': analog inputs need ADC1, GPIO 32-39" % name)
-        if name in _OUTPUTS and n >= 34:
-            raise ValueError("config key 'pins.%s': GPIO %d is input-only" % (name, n))
+    return schema.validate(data, only)
 
 
 def to_dict(cfg: Config) -> dict:  # type: ignore[type-arg]
@@ -260,12 +145,12 @@ def to_dict(cfg: Config) -> dict:  # type: ignore[type-arg]
         if reg == r.BAUD:
             out[key] = word * 100
         elif reg == r.LINK_MODE:
-            out[key] = _LINK_MODES[word]
+            out[key] = LINK_MODES[word]
         else:
             if reg == r.TEMP_FIXED and word >= 0x8000:
                 word -= 0x10000
-            scale = _scale(reg)
-            out[key] = word if scale == 1 else word / scale
+            sc = scale(reg)
+            out[key] = word if sc == 1 else word / sc
     if cfg.node_id >= 0:
         out["node_id"] = cfg.node_id
     if cfg.key:
@@ -294,6 +179,8 @@ def load(path: str = PATH) -> Config:
         return validate(data)
     except ValueError as exc:
         error = str(exc)
+    finally:
+        _drop_schema()
     cfg = Config()
     if isinstance(data, dict):
         for key in _LINK_SETTINGS:  # keep each link setting that is valid on its own
@@ -301,6 +188,8 @@ def load(path: str = PATH) -> Config:
                 one = validate({key: data[key]}, (key,)) if key in data else None
             except ValueError:
                 one = None
+            finally:
+                _drop_schema()
             if one is not None:
                 for k, reg in SETTINGS:
                     if k == key:
@@ -311,6 +200,13 @@ def load(path: str = PATH) -> Config:
                     cfg.key = one.key
     cfg.error = error
     return cfg
+
+
+def _drop_schema() -> None:
+    """Let the validation code be collected: a running node never needs it again (heap)."""
+    import sys
+
+    sys.modules.pop("schema", None)
 
 
 def save(cfg: Config, path: str = PATH) -> None:
