@@ -182,12 +182,12 @@ class App:
             return c.EX_ILLEGAL_VALUE
         if broadcast and new[r.ADDRESS] != cfg.raw[r.ADDRESS]:
             return c.EX_ILLEGAL_VALUE  # one address for every node: never (and never answered)
-        old = cfg.raw
-        cfg.raw = new
+        old = dict(cfg.raw)
+        cfg.raw.update(new)  # in place: the sense task holds this dict
         try:
             config.save(cfg)
-        except OSError as exc:
-            cfg.raw = old
+        except OSError as exc:  # flash full or failing: refuse rather than half-apply
+            cfg.raw.update(old)
             print("firelane: config not saved:", exc)
             return c.EX_DEVICE_FAILURE
         for bit, reg in ((1, r.ADDRESS), (2, r.BAUD), (4, r.LINK_MODE)):

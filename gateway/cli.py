@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gateway import __version__
 
@@ -20,6 +21,27 @@ def build_parser() -> argparse.ArgumentParser:
     decode = sub.add_parser("decode", help="decode captured Modbus RTU or push frames (hex)")
     decode.add_argument("hex", nargs="+", help="bytes in hex, e.g. 11 03 00 6b 00 03 76 87")
     decode.add_argument("--key", help="the node's push key (text), to verify signed frames")
+    node = sub.add_parser("node", help="node tools")
+    node_sub = node.add_subparsers(dest="node_command", metavar="NODE_COMMAND", required=True)
+    emulate = node_sub.add_parser(
+        "emulate",
+        help="run the node firmware on an emulated board (hil_tests/emulator/)",
+        description="Run the node firmware, unchanged, on an emulated ESP32 board. Prints JSON "
+        "event lines on stdout; a control socket drives its sensors and power.",
+    )
+    # The same options as `python -m hil_tests.emulator` (hil_tests/emulator/runner.py).
+    emulate.add_argument(
+        "--serial",
+        required=True,
+        type=Path,
+        help="the node's RS-485 port: a "
+        "character device, or where to put a symlink to a new pseudo-terminal",
+    )
+    emulate.add_argument("--fs", required=True, type=Path, help="the node's flash (a directory)")
+    emulate.add_argument("--address", type=int, help="Modbus address for a new config.json")
+    emulate.add_argument("--baud", type=int, help="baud rate for a new config.json")
+    emulate.add_argument("--control", type=Path, help="control socket (default FS/control.sock)")
+    emulate.add_argument("--uid", help="machine.unique_id() as 12 hex digits")
     return parser
 
 
@@ -49,8 +71,29 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines))
         return 0
+    if args.command == "node":
+        return _emulate(parser, args)
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _emulate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    # The emulator lives in the source tree (hil_tests/), not in the installed packages.
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "hil_tests" / "emulator").is_dir():
+        print("firelane node emulate: needs a Firelane source checkout (hil_tests/emulator/)")
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from hil_tests.emulator import runner
+
+    try:
+        options = runner.check(
+            args.serial, args.fs, args.address, args.baud, args.control, args.uid
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return runner.run(options)
 
 
 if __name__ == "__main__":
