@@ -169,6 +169,8 @@ def load(path: str = PATH) -> Config:
             text = f.read()
     except OSError:
         return Config()
+    except ValueError:  # UnicodeError: bytes that are not even text (a torn or worn flash)
+        text = ""
     try:
         data = json.loads(text)
     except ValueError:

@@ -130,7 +130,9 @@ class Node:
             return
         hushed_alarms, hushed_pre = self._hushed & 0xFF, self._hushed >> 8
         worse = self.alarms & ~hushed_alarms or (not hushed_alarms and self.pre & ~hushed_pre)
-        gone = self._hushed and not (self.alarms or self.pre)
+        # Nothing left of what was hushed: an alarm or pre-alarm restored, or (a fault hush)
+        # every fault cleared.
+        gone = not (self.alarms or self.pre) if self._hushed else not self.faults
         if worse or gone or diff(now, self._hush_until) >= 0:
             self._hush_until = -1
             self._hushed = 0

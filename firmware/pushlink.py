@@ -3,10 +3,12 @@
 Queue (../shared/STYLE.md, lesson 7): at most QUEUE_LEN entries in priority order, alarms
 first, other events next, telemetry (heartbeats) last. Drop policy, counted in `drops`
 (QUEUE_DROPS register): a new heartbeat replaces an unsent one; when the queue is full the
-oldest heartbeat goes first, then the oldest non-alarm event. Alarms are never dropped: a
-second alarm from a source whose alarm is still queued adds nothing and is merged into it
-(the gateway still gets the alarm), so alarms take at most one entry per source above the
-bound.
+oldest heartbeat goes first, then the oldest non-alarm event. Alarms are never dropped. A
+source alarms again only after it restored (node.py), and that restore may already be at the
+gateway, which drops a retransmission of a seq it has seen: so a new alarm from a source
+replaces the source's queued alarm with a new seq, and its queued level events (pre-alarm,
+restore) go too, counted. The gateway's last word on the source is then "alarm", in arrival
+and seq order alike, and alarms take at most one entry per source above the bound.
 
 Retransmission: an entry is resent until ACKed, after ACK_MS, doubling up to BACKOFF_MAX_MS,
 plus a per-node pseudo-random jitter so that two nodes that collided on the half-duplex bus
@@ -19,7 +21,7 @@ from struct import pack
 
 from protocol import push
 from protocol.auth import Signer
-from protocol.codes import EV_ALARM
+from protocol.codes import EV_ALARM, EV_PRE_ALARM, EV_RESTORE
 from protocol.errors import NEED_DATA, FrameError
 from ticks import add, diff
 
@@ -64,10 +66,19 @@ class PushLink:
                     q.remove(e)
                     self.drops += 1
                     break
-        if prio == _ALARM:
-            for e in q:
-                if e[0] == _ALARM and e[6] == source:
-                    return  # this source's alarm is still queued: merged
+        if prio == _ALARM:  # supersedes the source's queued alarm and level events
+            i = len(q)
+            while i:
+                i -= 1
+                e = q[i]
+                if e[6] != source or e[2] != push.MT_EVENT:
+                    continue
+                code = e[3][0]
+                if e[0] == _ALARM:
+                    q.pop(i)  # not a drop: the new alarm carries it
+                elif code == EV_PRE_ALARM or (code == EV_RESTORE and e[3][2] < 0x80):
+                    q.pop(i)
+                    self.drops += 1
         if len(q) >= QUEUE_LEN:
             victim = None
             for want in (_TELEMETRY, _EVENT):

@@ -29,10 +29,11 @@ def _number(
     the key."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("config key %r: %r is not a number" % (key, value))
-    if whole and value != int(value):
-        raise ValueError("config key %r: %r must be a whole number" % (key, value))
+    # The range first: it refuses inf and nan (JSON's 1e999), which int() cannot take.
     if not lo <= value <= hi:
         raise ValueError("config key %r: %r is outside %s..%s" % (key, value, lo, hi))
+    if whole and value != int(value):
+        raise ValueError("config key %r: %r must be a whole number" % (key, value))
     return value
 
 
@@ -54,7 +55,8 @@ def _word(key: str, reg: int, value: object) -> int:
         return word
     sc = scale(reg)
     word = round(_number(key, value, -(1 << 15), 1 << 16, sc == 1) * sc)
-    if not r.valid(reg, word & 0xFFFF):
+    # A word past 16 bits must not wrap into range (6560 s would become 6.4 s).
+    if not -0x8000 <= word <= 0xFFFF or not r.valid(reg, word & 0xFFFF):
         t = r.TABLE
         i = 0
         while t[i] != reg:
@@ -116,10 +118,10 @@ def validate(data: object, only: "tuple[str, ...] | None" = None) -> Config:
 def _key(text: object) -> bytes:
     if not isinstance(text, str) or len(text) % 2 or not 0 <= len(text) <= 128:
         raise ValueError("config key 'key': an even number (up to 128) of hex digits")
-    try:
-        return bytes(int(text[i : i + 2], 16) for i in range(0, len(text), 2))
-    except ValueError:
-        raise ValueError("config key 'key': %r is not hexadecimal" % text) from None
+    for c in text:  # int(x, 16) alone would take " f" and "+f"
+        if c not in "0123456789abcdefABCDEF":
+            raise ValueError("config key 'key': %r is not hexadecimal" % text)
+    return bytes(int(text[i : i + 2], 16) for i in range(0, len(text), 2))
 
 
 def _pins(pins: "dict[str, int]", given: object) -> None:
@@ -128,8 +130,8 @@ def _pins(pins: "dict[str, int]", given: object) -> None:
     for name in given:
         if name not in pins:
             raise ValueError("config key 'pins.%s' is unknown; known: %s" % (name, list(pins)))
-        _number("pins." + name, given[name], -1 if name == "hush" else 0, 39, True)
-        pins[name] = given[name]
+        lo = -1 if name == "hush" else 0
+        pins[name] = int(_number("pins." + name, given[name], lo, 39, True))  # 13.0 is GPIO 13
     seen = {}  # type: dict[int, str]
     for name in pins:
         n = pins[name]

@@ -50,6 +50,8 @@ class Smoke:
             old = self.faults
             self.faults = self.faults & (1 << FAULT_SMOKE_DIRTY) | 1 << FAULT_SMOKE_INPUT
             self.value = 0
+            if diff(now, self._period) >= _DRIFT_PERIOD_MS:
+                self._period = now  # keep it recent: ticks compare only within 6.2 days
             changed = self.state.level != 0
             self.state.clear()
             return changed or old != self.faults

@@ -75,7 +75,9 @@ def test_app_heap_within_budget(mode: str, build: Path) -> None:
     out = run_micropython(PROBE.format(imports=imports, setup=setup), build)
     tag, imported, built = out.strip().splitlines()[-1].split()
     assert tag == "heap", out
-    print(f"\nnode heap, {mode} mode: {int(imported)} B after import, {int(built)} B with App built")
+    print(
+        f"\nnode heap, {mode} mode: {int(imported)} B after import, {int(built)} B with App built"
+    )
     assert int(imported) < int(built) < HEAP_BUDGET, (
         f"{mode} mode: {imported} B after import, {built} B built; the budget is {HEAP_BUDGET} B"
     )
