@@ -55,7 +55,9 @@ class PushLink:
         self.drops = 0
         self.sent = 0
         self.acked = 0
-        self._seq = 0
+        # Seqs start where this boot's counter block does (it moves on by >= 1024 a boot), so
+        # an ACK recorded before a reboot does not name a message queued after it.
+        self._seq = counter & 0xFFFF
         self._rand = node_id | 1
 
     def _add(self, prio: int, mtype: int, payload: bytes, source: int) -> None:
@@ -129,16 +131,27 @@ class PushLink:
         """Bytes from the line: ACK and NAK frames for this node settle queue entries; other
         frames (other nodes' pushes, garbage) are skipped."""
         dec = self.decoder
+        last = dec.last
+        mine = self.node_id
         while True:
             n = dec.feed(data)
             data = data[n:]
             while True:
+                prev = last.get(mine, -1)
                 try:
                     f = dec.next_event()
                 except FrameError:
                     continue
                 if f is NEED_DATA:
                     break
+                if f.node_id == mine and f.type != push.MT_ACK and f.type != push.MT_NAK:  # type: ignore[union-attr]
+                    # Our own frame heard back (a transceiver that listens while it talks):
+                    # its counter is ours, and must not raise the guard on the gateway's.
+                    if prev < 0:
+                        last.pop(mine, None)
+                    else:
+                        last[mine] = prev
+                    continue
                 self._settle(f)  # type: ignore[arg-type]
             if not data:
                 return

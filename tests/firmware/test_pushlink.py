@@ -401,6 +401,34 @@ def test_a_replayed_ack_counter_is_ignored() -> None:
     assert pl.queue == []
 
 
+def test_its_own_frames_heard_back_do_not_block_the_gateways_acks() -> None:
+    # A transceiver that listens while it talks hands the node its own frame, signed with its
+    # own (high) counter. That must not raise the replay guard on the gateway's ACKs.
+    pl, gw = link(counter=5000), Gateway()
+    alarm(pl, SRC_SMOKE)
+    frame = pl.poll(0) or b""
+    (f,) = gw.hear(frame)
+    pl.receive(frame)  # the echo
+    pl.receive(gw.ack(f.seq, counter=1))
+    assert (pl.queue, pl.acked) == ([], 1)
+
+
+def test_an_ack_recorded_before_a_reboot_names_no_message_after_it() -> None:
+    # Each boot starts on a new counter block (app.py reserves 1024 a boot) and its seqs with
+    # it, so replaying the first ACK of the last boot settles nothing in this one.
+    before = link(counter=0)
+    alarm(before, SRC_SMOKE)
+    gw = Gateway()
+    (old,) = gw.hear(before.poll(0) or b"")
+    recorded = gw.ack(old.seq, counter=1)
+    after = link(counter=1024)  # the next boot
+    alarm(after, SRC_SMOKE)
+    (new,) = Gateway().hear(after.poll(0) or b"")
+    assert new.seq != old.seq
+    after.receive(recorded)
+    assert (len(after.queue), after.acked) == (1, 0)
+
+
 def test_other_traffic_on_the_line_is_skipped() -> None:
     pl, gw = link(), Gateway()
     alarm(pl, SRC_SMOKE)
