@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop scenarios: the real firmware on emulated boards (hil_tests/emulator/)."""
