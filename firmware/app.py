@@ -305,10 +305,14 @@ class App:
     async def _link(self) -> None:
         b = self.board
         slave, pushlink = self.slave, self.pushlink
-        gap_ms = t35_us(self.cfg.baud()) // 1000 + 1
+        t35_ms = 0
         last = now()
         heard = False
         while True:
+            if t35_ms != t35_us(self.cfg.baud()) // 1000:  # at start, and after a BAUD write
+                t35_ms = t35_us(self.cfg.baud()) // 1000
+                gap_ms = t35_ms + 1  # ms ticks: strictly more than t3.5 has passed
+                busy_s = max(t35_ms, 1) / 1000
             t = now()
             data = b.receive()
             if data:
@@ -332,8 +336,10 @@ class App:
                     if pushlink.counter >= self._reserved:
                         self._reserved = self._reserve(pushlink.counter)
             self._progress[2] = t
-            # 1 ms while the line is busy; 3 ms when quiet, still inside one request's wire time
-            await asyncio.sleep(0.001 if diff(t, last) < 50 else 0.003)
+            # While the line is busy, look every t3.5 (the coarsest step that still frames by
+            # silence: 2 ms at 19200 baud, 1 ms above); after 50 ms of quiet every 5 ms, so a
+            # node on an idle bus costs little and the first request waits at most that long.
+            await asyncio.sleep(busy_s if diff(t, last) < 50 else 0.005)
 
     async def run(self) -> None:
         """Start the tasks and supervise them; returns only by cancellation or reset."""
