@@ -16,9 +16,7 @@ The local alarm never depends on the link: sense and io drive the buzzer on thei
 import asyncio
 
 import board
-import config
 import startup
-import version
 from button import ALARM as HELD
 from button import SHORT, Button
 from indicator import SLOT_MS, outputs
@@ -73,7 +71,6 @@ class App:
         self._last = t
         self._progress = [t, t, t]  # sense, io, link: ticks of their last round
         self._tasks = []  # type: list[asyncio.Task[None]]
-        self._pending = 0  # bit 1 address, 2 baud, 4 link mode: applied after the reply
         # One link, by mode; only its modules are imported (docs/protocol.md, heap).
         self.push = cfg.raw[r.LINK_MODE] == r.LINK_PUSH
         self.pushlink: PushLink | None = None
@@ -81,10 +78,12 @@ class App:
         self._reserved = 0
         if self.push:
             self.pushlink = self._push_link()
-        else:
+        else:  # the register map is served in polled mode only
+            import regmap
             import slave
 
-            self.slave = slave.Slave(cfg.raw[r.ADDRESS], self.word, self.write)
+            self.regs = regmap.RegMap(self)
+            self.slave = slave.Slave(cfg.raw[r.ADDRESS], self.regs.word, self.regs.write)
         self.node = Node(t, self._emit, startup.mode == startup.SAFE)
         if cfg.error:
             print("firelane: config refused:", cfg.error)
@@ -129,72 +128,6 @@ class App:
             min(self.supply.value, 0xFFFF),
         ]
 
-    # Registers, for the Modbus slave.
-    def word(self, a: int) -> int:
-        raw = self.cfg.raw
-        if a in raw:
-            return raw[a]
-        if r.STATUS <= a < r.STATUS + r.STATUS_BLOCK_LEN:
-            return self.block(now())[a - r.STATUS]
-        if a == r.DEVICE_TYPE:
-            return r.DEVICE_TYPE_NODE
-        if a == r.FW_VERSION:
-            return version.MAJOR << 8 | version.MINOR
-        if a == r.FW_PATCH:
-            return version.PATCH
-        if a == r.NODE_ID:
-            return self.node_id >> 16
-        if a == r.NODE_ID + 1:
-            return self.node_id & 0xFFFF
-        if a == r.MAP_VERSION_REG:
-            return r.MAP_VERSION
-        if a == r.UPTIME:
-            return self.uptime >> 16 & 0xFFFF
-        if a == r.UPTIME + 1:
-            return self.uptime & 0xFFFF
-        if a == r.RESET_COUNT:
-            return startup.reset_count
-        if a == r.RESET_CAUSE:
-            return startup.cause
-        if a == r.BOOT_FAILURES:
-            return startup.boot_failures
-        if self.slave is not None:
-            dec = self.slave.decoder
-            if a == r.CRC_ERRORS:
-                return dec.crc_errors & 0xFFFF
-            if a == r.FRAME_ERRORS:
-                return dec.frame_errors & 0xFFFF
-        return 0  # QUEUE_DROPS (polled mode queues nothing), COMMAND reads as 0
-
-    def write(self, address: int, values: "tuple[int, ...]", broadcast: bool) -> int:
-        """Apply a register write (all or nothing); 0 or the Modbus exception code."""
-        code = r.check_write(address, values)
-        if code:
-            return code
-        if address == r.COMMAND:
-            self.command(values[0])
-            return 0
-        cfg = self.cfg
-        new = dict(cfg.raw)
-        for i in range(len(values)):
-            new[address + i] = values[i]
-        if config.cross_check(new):
-            return c.EX_ILLEGAL_VALUE
-        if broadcast and new[r.ADDRESS] != cfg.raw[r.ADDRESS]:
-            return c.EX_ILLEGAL_VALUE  # one address for every node: never (and never answered)
-        old = dict(cfg.raw)
-        cfg.raw.update(new)  # in place: the sense task holds this dict
-        try:
-            config.save(cfg)
-        except OSError as exc:  # flash full or failing: refuse rather than half-apply
-            cfg.raw.update(old)
-            print("firelane: config not saved:", exc)
-            return c.EX_DEVICE_FAILURE
-        for bit, reg in ((1, r.ADDRESS), (2, r.BAUD), (4, r.LINK_MODE)):
-            if new[reg] != old[reg]:
-                self._pending |= bit
-        return 0
-
     def command(self, code: int) -> None:
         t = now()
         if code == c.CMD_SILENCE:
@@ -206,16 +139,6 @@ class App:
             self.node.level(t, c.SRC_BUTTON, 0, 0)
         elif code == c.CMD_IDENTIFY:
             self.node.identify(t)
-
-    def _apply_pending(self) -> None:
-        """Link settings written over the bus take effect after the reply has gone out."""
-        p, self._pending = self._pending, 0
-        if p & 4:
-            board.reset()  # the other link mode starts on the next boot
-        if p & 1 and self.slave is not None:
-            self.slave.decoder.address = self.cfg.raw[r.ADDRESS]
-        if p & 2:
-            self.board.set_baud(self.cfg.baud())
 
     # Push-mode authentication counters survive reboots by reserving blocks on flash.
     def _reserve(self, counter: int) -> int:
@@ -321,8 +244,8 @@ class App:
                     reply = slave.receive(data)
                     if reply:
                         b.send(reply)
-                    if self._pending:
-                        self._apply_pending()
+                    if self.regs.pending:
+                        self.regs.apply_pending()
                 elif pushlink is not None:
                     pushlink.receive(data)
             elif heard and diff(t, last) > gap_ms:

@@ -98,17 +98,6 @@ class Config:
     def baud(self) -> int:
         return self.raw[r.BAUD] * 100
 
-    def set_raw(self, reg: int, word: int) -> bool:
-        """Apply one register write if the register map and the cross-checks allow it."""
-        if not r.valid(reg, word):
-            return False
-        old = self.raw[reg]
-        self.raw[reg] = word
-        if cross_check(self.raw):
-            self.raw[reg] = old
-            return False
-        return True
-
 
 def scale(reg: int) -> int:
     t = r.TABLE

