@@ -135,7 +135,7 @@ class App:
         elif code == c.CMD_SELF_TEST:
             self.node.start_test(t, True)
         elif code == c.CMD_RESET_ALARM:
-            self.button.latched = False
+            self.button.reset(t)  # a call point still held latches again (button.py)
             self.node.level(t, c.SRC_BUTTON, 0, 0)
         elif code == c.CMD_IDENTIFY:
             self.node.identify(t)

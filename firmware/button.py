@@ -55,5 +55,13 @@ class Button:
             return SHORT if short else NONE
         return NONE
 
+    def reset(self, now: int) -> None:
+        """Clear the latch (the reset command). A call point still held latches again after
+        HOLD_MS: a remote reset must not leave an activated call point without its alarm."""
+        self.latched = False
+        self._fired = False
+        if self._down >= 0:
+            self._down = now
+
     def held_ms(self, now: int) -> int:
         return diff(now, self._down) if self._down >= 0 else 0

@@ -1,6 +1,6 @@
 """The node's state machine: what the house hears and sees, and what the gateway is told.
 
-States, by priority: test (self-test running), alarm, silenced (an alarm hushed), pre-alarm,
+States, by priority: alarm, silenced (an alarm hushed), test (self-test running), pre-alarm,
 fault, normal. The buzzer and LED follow the state (indicator.py) with or without a gateway.
 
 - Sources (codes.SRC_*) report their confirmed level (0, 1 pre-alarm, 2 alarm); each change
@@ -139,7 +139,8 @@ class Node:
 
     # Self-test and identify.
     def test_due(self, now: int) -> bool:
-        return self._test_until < 0 and diff(now, self._next_test) >= 0
+        """Whether the scheduled self-test should start. It waits while an alarm is on."""
+        return self._test_until < 0 and not self.alarms and diff(now, self._next_test) >= 0
 
     def start_test(self, now: int, audible: bool) -> None:
         """Enter the test state. The daily test is silent (it may run at night); the power-up
@@ -169,10 +170,12 @@ class Node:
 
     # What it all adds up to.
     def state(self, now: int) -> int:
-        if self._test_until >= 0:
-            return TEST
+        """What the LED and buzzer show. An alarm outranks a running self-test: the house
+        must hear the alarm tone, not test beeps."""
         if self.alarms:
             return SILENCED if self.hushed(now) else ALARM
+        if self._test_until >= 0:
+            return TEST
         if self.pre:
             return PRE_ALARM
         if self.faults:
@@ -181,7 +184,7 @@ class Node:
 
     def sounding(self, now: int) -> bool:
         """Whether the buzzer sounds the alarm (STATUS sounding)."""
-        return self.alarms != 0 and self._test_until < 0 and not self.hushed(now)
+        return self.alarms != 0 and not self.hushed(now)
 
     def status(self, now: int) -> int:
         """The STATUS register word."""

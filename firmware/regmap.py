@@ -82,10 +82,19 @@ class RegMap:
             return c.EX_ILLEGAL_VALUE
         if broadcast and new[r.ADDRESS] != cfg.raw[r.ADDRESS]:
             return c.EX_ILLEGAL_VALUE  # one address for every node: never (and never answered)
+        # What goes to flash: normally the running config; in safe mode it runs on defaults, so
+        # the write is merged into the installer's file instead of replacing it.
+        disk = cfg
+        if startup.mode != startup.NORMAL:
+            disk = config.load()
+            for i in range(len(values)):
+                disk.raw[address + i] = values[i]
+            if config.cross_check(disk.raw):
+                return c.EX_ILLEGAL_VALUE
         old = dict(cfg.raw)
         cfg.raw.update(new)  # in place: the sense task holds this dict
         try:
-            config.save(cfg)
+            config.save(disk)
         except OSError as exc:  # flash full or failing: refuse rather than half-apply
             cfg.raw.update(old)
             print("firelane: config not saved:", exc)

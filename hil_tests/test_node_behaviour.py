@@ -145,11 +145,6 @@ def test_manual_button_latches_and_short_press_is_only_an_event(node: EmulatorPr
         assert block.seq == before.seq + 1, block
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware bug: reset_alarm clears a manual alarm while the call point is still "
-    "activated, and the held button never re-latches (app.py command(), button.py)",
-)
 def test_reset_alarm_while_the_call_point_is_still_held_keeps_the_alarm(
     node: EmulatorProcess,
 ) -> None:
@@ -482,11 +477,6 @@ def test_dead_task_starves_the_watchdog_and_failed_boots_end_in_safe_mode(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware bug: a register write in safe mode saves the factory defaults it runs on "
-    "over config.json, so the installer's settings are lost for good (regmap.py write())",
-)
 def test_a_write_in_safe_mode_keeps_the_installers_config(tmp_path: Path) -> None:
     files = {"button.py": dying_button(0)}  # the io task dies at once: quicker failed boots
     with (

@@ -101,3 +101,23 @@ def test_held_ms() -> None:
     assert b.held_ms(clock.now) == 300 - 1  # counted from the first closed poll
     play(b, clock, [(100, False)], 1)
     assert b.held_ms(clock.now) == 0
+
+
+def test_a_reset_while_still_held_latches_again_after_the_hold() -> None:
+    # A remote reset must not leave an activated call point without its alarm (EN 54-11: it
+    # stays activated until reset with its key).
+    b, clock = Button(), Clock()
+    assert [e for _, e in play(b, clock, [(600, True)], 25)] == [ALARM]
+    b.reset(clock.now)
+    assert not b.latched
+    assert [e for _, e in play(b, clock, [(HOLD_MS - 25, True)], 25)] == []
+    assert [e for _, e in play(b, clock, [(50, True)], 25)] == [ALARM]
+    assert b.latched
+
+
+def test_a_reset_after_release_stays_clear() -> None:
+    b, clock = Button(), Clock()
+    play(b, clock, [(600, True), (100, False)], 25)
+    b.reset(clock.now)
+    assert [e for _, e in play(b, clock, [(2000, False)], 25)] == []
+    assert not b.latched

@@ -328,11 +328,26 @@ def test_an_alarm_during_a_self_test_is_real() -> None:
     node.start_test(rig.now, True)
     node.level(rig.now, SRC_SMOKE, 2, 300)
     assert rig.take() == [(EV_ALARM, SRC_SMOKE, 0, 300)]
-    assert rig.state() == n.TEST  # the test pattern for its 3 s...
-    assert rig.status() & r.ST_ALARM
+    # The alarm tone at once, not test beeps, while the test runs on underneath.
+    assert (rig.state(), node.sounding(rig.now)) == (n.ALARM, True)
+    assert rig.status() & (r.ST_ALARM | r.ST_TEST) == r.ST_ALARM | r.ST_TEST
     rig.advance(TEST_MS)
     node.end_test(rig.now, 0)
-    assert (rig.state(), node.sounding(rig.now)) == (n.ALARM, True)  # ...then the alarm
+    assert (rig.state(), node.sounding(rig.now)) == (n.ALARM, True)
+
+
+def test_the_daily_self_test_waits_while_an_alarm_is_on() -> None:
+    rig = Rig()
+    node = rig.node
+    node.start_test(rig.now, True)
+    rig.advance(TEST_MS)
+    node.end_test(rig.now, 0)
+    rig.advance(SELF_TEST_MS - HOUR)
+    node.level(rig.now, SRC_SMOKE, 2, 300)
+    rig.advance(2 * HOUR)  # the test is an hour overdue, but the house is in alarm
+    assert not node.test_due(rig.now)
+    node.level(rig.now, SRC_SMOKE, 0, 0)
+    assert node.test_due(rig.now)
 
 
 # Identify, status and state.
@@ -380,8 +395,13 @@ def _setup(rig: Rig, what: str) -> None:
         ("alarm+hush", n.SILENCED, r.ST_ALARM | r.ST_SILENCED),
         ("alarm+pre+hush", n.SILENCED, r.ST_ALARM | r.ST_PRE_ALARM | r.ST_SILENCED),
         ("test", n.TEST, r.ST_TEST),
-        ("alarm+test", n.TEST, r.ST_ALARM | r.ST_TEST),
-        ("fault+pre+alarm+test", n.TEST, r.ST_ALARM | r.ST_PRE_ALARM | r.ST_FAULT | r.ST_TEST),
+        # An alarm outranks a running self-test: the alarm tone, not test beeps.
+        ("alarm+test", n.ALARM, r.ST_ALARM | r.ST_TEST | r.ST_SOUNDING),
+        (
+            "fault+pre+alarm+test",
+            n.ALARM,
+            r.ST_ALARM | r.ST_PRE_ALARM | r.ST_FAULT | r.ST_TEST | r.ST_SOUNDING,
+        ),
     ],
 )
 def test_state_priorities_and_status_bits(what: str, state: int, status: int) -> None:
