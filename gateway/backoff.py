@@ -29,7 +29,8 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The largest delay the next call can return."""
-        return min(self.cap_s, self.base_s * 2 ** min(self.attempt, 62))
+        growth: float = 2.0 ** min(self.attempt, 62)
+        return min(self.cap_s, self.base_s * growth)
 
     def next(self) -> float:
         delay = self.ceiling() * self._rand()
