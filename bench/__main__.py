@@ -1,6 +1,7 @@
 """`make bench` / `python -m bench`: every benchmark that exists so far, figures to stdout."""
 
-from bench import protocol_bench
+from bench import outbox_bench, protocol_bench
 
 if __name__ == "__main__":
     protocol_bench.main()
+    outbox_bench.main()
