@@ -21,6 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     decode = sub.add_parser("decode", help="decode captured Modbus RTU or push frames (hex)")
     decode.add_argument("hex", nargs="+", help="bytes in hex, e.g. 11 03 00 6b 00 03 76 87")
     decode.add_argument("--key", help="the node's push key (text), to verify signed frames")
+    check = sub.add_parser(
+        "check-config",
+        help="check a gateway configuration file",
+        description="Check a gateway configuration (docs/gateway.example.toml) without opening "
+        "any port, socket or database. Prints every problem, one per line.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE", help="the TOML file")
+    check.add_argument(
+        "--no-path-checks",
+        action="store_true",
+        help="do not look paths up (to check a file away from the gateway it is meant for)",
+    )
     node = sub.add_parser("node", help="node tools")
     node_sub = node.add_subparsers(dest="node_command", metavar="NODE_COMMAND", required=True)
     emulate = node_sub.add_parser(
@@ -71,10 +83,25 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines))
         return 0
+    if args.command == "check-config":
+        return _check_config(args.file, not args.no_path_checks)
     if args.command == "node":
         return _emulate(parser, args)
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _check_config(path: Path, check_paths: bool) -> int:
+    from gateway.config import ConfigError, load
+
+    try:
+        config = load(path, check_paths=check_paths)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    buses, nodes = len(config.buses), len(config.nodes)
+    print(f"{path}: ok ({buses} bus{'es' * (buses != 1)}, {nodes} node{'s' * (nodes != 1)})")
+    return 0
 
 
 def _emulate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
