@@ -43,6 +43,7 @@ __all__ = [
 BAUD_RATES = tuple(b * 100 for b in registers.BAUD_CHOICES)  # what a node can be set to
 BUS_KINDS = ("rtu", "tcp", "push")
 FRAMERS = ("socket", "rtu")
+PARITIES = ("E", "N", "O")
 # The largest read the poller issues in one request (status block 8, identity 6, counters 8
 # registers): the response timeout is derived from it.
 MAX_READ_REGISTERS = 16
@@ -70,9 +71,9 @@ _MQTT_KEYS = (
 # fmt: on
 _POLL_KEYS = ("status_every_s", "measure_every", "offline_backoff_max_s")
 _BUS_KEYS = {
-    "rtu": ("name", "kind", "port", "baud", "timeout_ms", *_POLL_KEYS),
+    "rtu": ("name", "kind", "port", "baud", "parity", "timeout_ms", *_POLL_KEYS),
     "tcp": ("name", "kind", "host", "tcp_port", "framer", "timeout_ms", *_POLL_KEYS),
-    "push": ("name", "kind", "port", "baud", "timeout_ms"),
+    "push": ("name", "kind", "port", "baud", "parity", "timeout_ms"),
 }
 _ALL_BUS_KEYS = tuple(dict.fromkeys(k for keys in _BUS_KEYS.values() for k in keys))
 _NODE_KEYS = ("name", "bus", "address", "house", "zone", "node_id", "key", "supervision_s")
@@ -165,6 +166,9 @@ class BusConfig:
     status_every_s: float = 1.0  # target period of each node's status read
     measure_every: int = 10  # identity and counters every N cycles
     offline_backoff_max_s: float = 60.0
+    # rtu and push: "E" (8E1, the Modbus default, Serial Line V1.02 2.5.1), "N" (8N1; some
+    # adapters, and pseudo-terminals, which refuse parity settings) or "O".
+    parity: str = "E"
 
     @property
     def polled(self) -> bool:
@@ -380,10 +384,11 @@ def _bus(r: Reader, t: Mapping[str, Any], p: str) -> BusConfig:
                     f"only {takers} buses take {key}; this one is {kind}: remove it or change kind",
                 )
     name = r.text(t, p, "name", '"east"', required=True, pattern=_NAME, rule=_NAME_RULE)
-    port, baud, host, tcp_port, framer = "", 19200, "", 502, "socket"
+    port, baud, host, tcp_port, framer, parity = "", 19200, "", 502, "socket", "E"
     if kind in ("rtu", "push"):
         port = r.device(t, p, "port", '"/dev/ttyUSB0"')
         baud = r.choice(t, p, "baud", BAUD_RATES, "19200", default=19200) or 19200
+        parity = r.choice(t, p, "parity", PARITIES, '"E"', default="E") or "E"
     elif kind == "tcp":
         host = r.host(t, p, "host", '"10.0.0.5"')
         tcp_port = r.integer(t, p, "tcp_port", 1, 65535, default=502)
@@ -395,7 +400,18 @@ def _bus(r: Reader, t: Mapping[str, Any], p: str) -> BusConfig:
     measure = r.integer(t, p, "measure_every", 1, 1000, default=10)
     backoff_s = r.number(t, p, "offline_backoff_max_s", 1, 3600, default=60.0)
     return BusConfig(
-        name, kind, port, baud, host, tcp_port, framer, timeout_ms, every_s, measure, backoff_s
+        name,
+        kind,
+        port,
+        baud,
+        host,
+        tcp_port,
+        framer,
+        timeout_ms,
+        every_s,
+        measure,
+        backoff_s,
+        parity,
     )
 
 

@@ -648,3 +648,22 @@ def test_check_config_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture
         "start from docs/gateway.example.toml\n"
     )
     assert "Traceback" not in err
+
+
+def test_parity_defaults_to_even_and_refuses_others() -> None:
+    from gateway.config import ConfigError, parse
+
+    base = {
+        "site": "s",
+        "gateway_id": "gw-1",
+        "storage": {"path": "/tmp/x.sqlite3"},
+        "mqtt": {"host": "h"},
+        "buses": [{"name": "b", "kind": "rtu", "port": "/dev/ttyUSB0"}],
+        "nodes": [{"name": "n", "bus": "b", "address": 1, "house": "h", "zone": "z"}],
+    }
+    assert parse(base, check_paths=False).buses[0].parity == "E"
+    base["buses"] = [{"name": "b", "kind": "rtu", "port": "/dev/ttyUSB0", "parity": "N"}]
+    assert parse(base, check_paths=False).buses[0].parity == "N"
+    base["buses"] = [{"name": "b", "kind": "rtu", "port": "/dev/ttyUSB0", "parity": "X"}]
+    with pytest.raises(ConfigError, match=r"buses\[0\]\.parity"):
+        parse(base, check_paths=False)
