@@ -22,3 +22,28 @@ def read_transaction_us(baud: int, registers: int) -> int:
 def ceiling_per_s(baud: int, registers: int) -> float:
     """The most such reads per second the wire allows: the bar the poller is measured against."""
     return 1e6 / read_transaction_us(baud, registers)
+
+
+def frame_us(baud: int, nbytes: int) -> int:
+    """Microseconds nbytes take on the wire, with no silence around them."""
+    return nbytes * BITS_PER_CHAR * 1_000_000 // baud
+
+
+# An FTDI USB-RS485 adapter holds received bytes up to its 16 ms latency timer (DOMAIN.md).
+USB_LATENCY_S = 0.016
+# A node notices a request within one link poll step (5 ms once the line has been quiet) plus
+# t3.5, and answers from RAM (docs/firmware.md, Links): 10 ms covers both at 9600 baud and up.
+NODE_TURNAROUND_S = 0.010
+
+
+def response_timeout_s(
+    baud: int,
+    registers: int = 8,
+    latency_s: float = USB_LATENCY_S,
+    turnaround_s: float = NODE_TURNAROUND_S,
+) -> float:
+    """How long to wait for the answer to a read of `registers` registers before calling the
+    node silent: the request and response on the wire with their t3.5 silences, the node's
+    turnaround, and the adapter's latency. 19200 baud, 8 registers: 46.6 ms (a fixed 1 s
+    timeout would let one dead node cost the bus 48 reads)."""
+    return read_transaction_us(baud, registers) / 1e6 + turnaround_s + latency_s
