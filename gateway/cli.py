@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not look paths up (to check a file away from the gateway it is meant for)",
     )
+    gw = sub.add_parser("gateway", help="run the gateway service")
+    gw_sub = gw.add_subparsers(dest="gateway_command", metavar="GATEWAY_COMMAND", required=True)
+    run = gw_sub.add_parser(
+        "run",
+        help="run the gateway until SIGTERM (under systemd: deploy/firelane-gateway.service)",
+        description="Poll and receive the nodes, run the rule core, keep the outbox and forward "
+        "to MQTT, until SIGTERM or Ctrl-C. Logs go to stderr (the journal under systemd).",
+    )
+    run.add_argument("--config", required=True, type=Path, help="the gateway's TOML file")
+    status = sub.add_parser("status", help="show a running gateway's buses, nodes and outbox")
+    status.add_argument("--config", required=True, type=Path, help="the gateway's TOML file")
     node = sub.add_parser("node", help="node tools")
     node_sub = node.add_subparsers(dest="node_command", metavar="NODE_COMMAND", required=True)
     emulate = node_sub.add_parser(
@@ -85,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return _check_config(args.file, not args.no_path_checks)
+    if args.command == "gateway":
+        return _gateway_run(args.config)
+    if args.command == "status":
+        return _status(args.config)
     if args.command == "node":
         return _emulate(parser, args)
     parser.error(f"unknown command {args.command!r}")
@@ -101,6 +116,32 @@ def _check_config(path: Path, check_paths: bool) -> int:
         return 1
     buses, nodes = len(config.buses), len(config.nodes)
     print(f"{path}: ok ({buses} bus{'es' * (buses != 1)}, {nodes} node{'s' * (nodes != 1)})")
+    return 0
+
+
+def _gateway_run(path: Path) -> int:
+    from gateway.app import run_service
+    from gateway.config import ConfigError, load
+
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return run_service(config)
+
+
+def _status(path: Path) -> int:
+    from gateway.config import ConfigError, load
+    from gateway.status import read_status, render, status_path
+
+    try:
+        config = load(path, check_paths=False)
+        snapshot = read_status(status_path(config.storage.path))
+    except (ConfigError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(render(snapshot))
     return 0
 
 

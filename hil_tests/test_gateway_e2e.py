@@ -1,0 +1,135 @@
+"""The real gateway process end to end: an emulated node (real firmware) on a pseudo-terminal,
+`firelane gateway run` polling it, a real mosquitto, and a subscriber standing in for the
+monitoring centre. A smoke fire in the house must arrive upstream as one alarm event with the
+house and zone; the node's retained state and the gateway's status are there for a late
+subscriber; SIGTERM stops the gateway cleanly, saying offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil_tests.emulator.process import EmulatorProcess
+from tests.gateway.mosquitto import Mosquitto
+from tests.gateway.subscriber import Collector, Received
+
+GATEWAY = "gw-test-01"
+PREFIX = "firelane"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path / "broker") as m:
+        yield m
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    emu = EmulatorProcess(tmp_path / "flash", tmp_path / "ttyNODE", address=7)
+    emu.start()
+    try:
+        emu.wait_event("uart")
+        yield emu
+    finally:
+        emu.stop()
+
+
+def write_config(tmp_path: Path, port: int, serial: Path) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            site = "Test Street"
+            gateway_id = "{GATEWAY}"
+
+            [storage]
+            path = "{tmp_path / "gateway.sqlite3"}"
+
+            [mqtt]
+            host = "127.0.0.1"
+            port = {port}
+
+            [[buses]]
+            name = "street"
+            kind = "rtu"
+            port = "{serial}"
+            baud = 19200
+            parity = "N"  # a pseudo-terminal refuses parity settings
+            status_every_s = 0.2
+
+            [[nodes]]
+            name = "house-7"
+            bus = "street"
+            address = 7
+            house = "No. 7 Lantern Lane"
+            zone = "A"
+
+            [rules]
+            supervision_s = 30
+            """
+        )
+    )
+    return path
+
+
+def events(got: list[Received], kind: str) -> list[dict[str, object]]:
+    out = []
+    for m in got:
+        if m.topic == f"{PREFIX}/{GATEWAY}/event":
+            doc = m.json()
+            if doc["kind"] == kind:
+                out.append(doc)
+    return out
+
+
+def test_a_smoke_fire_reaches_the_centre_and_sigterm_stops_cleanly(
+    tmp_path: Path, broker: Mosquitto, node: EmulatorProcess
+) -> None:
+    config = write_config(tmp_path, broker.port, node.serial)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "gateway.log", "wb") as log:
+        gw = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "gateway", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+        )
+    try:
+
+        async def scenario() -> None:
+            async with Collector(broker.port, f"{PREFIX}/{GATEWAY}/#") as centre:
+                # The node's retained state shows up once the gateway has polled it.
+                await centre.wait_for(
+                    lambda got: any(m.topic.endswith("/node/house-7/state") for m in got), 20.0
+                )
+                with node.control() as ctl:
+                    ctl.set(smoke_pct=3.5)
+                await centre.wait_for(lambda got: bool(events(got, "alarm")), 20.0)
+                (alarm,) = events(centre.got, "alarm")
+                assert alarm["node"] == "house-7" and alarm["source"] == "smoke"
+                assert alarm["house"] == "No. 7 Lantern Lane" and alarm["zone"] == "A"
+                assert alarm["schema"] == 1 and alarm["test"] is False and alarm["event_id"]
+                gw.send_signal(signal.SIGTERM)
+                await centre.wait_for(
+                    lambda got: any(
+                        m.topic == f"{PREFIX}/{GATEWAY}/status" and b"offline" in m.payload
+                        for m in got
+                    ),
+                    20.0,
+                )
+
+        asyncio.run(scenario())
+        assert gw.wait(timeout=20) == 0, (tmp_path / "gateway.log").read_text()[-3000:]
+    finally:
+        if gw.poll() is None:
+            gw.kill()
+            gw.wait()
