@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,11 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _check_config(path: Path, check_paths: bool) -> int:
+def _load_checked(path: Path, check_paths: bool = True) -> GatewayConfig:
+    """The config, with its [rules] compiled against its nodes too; ConfigError otherwise."""
     from gateway.config import ConfigError, load
+    from gateway.rules import NodeInfo, RuleError, compile_rules, parse_rules
+
+    config = load(path, check_paths=check_paths)
+    try:
+        infos = {n.name: NodeInfo(n.name, n.house, n.zone, n.supervision_s) for n in config.nodes}
+        compile_rules(parse_rules(config.rules), infos)
+    except RuleError as exc:
+        raise ConfigError([str(exc)], str(path)) from None
+    return config
+
+
+def _check_config(path: Path, check_paths: bool) -> int:
+    from gateway.config import ConfigError
 
     try:
-        config = load(path, check_paths=check_paths)
+        config = _load_checked(path, check_paths)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -121,10 +139,10 @@ def _check_config(path: Path, check_paths: bool) -> int:
 
 def _gateway_run(path: Path) -> int:
     from gateway.app import run_service
-    from gateway.config import ConfigError, load
+    from gateway.config import ConfigError
 
     try:
-        config = load(path)
+        config = _load_checked(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -667,3 +667,15 @@ def test_parity_defaults_to_even_and_refuses_others() -> None:
     base["buses"] = [{"name": "b", "kind": "rtu", "port": "/dev/ttyUSB0", "parity": "X"}]
     with pytest.raises(ConfigError, match=r"buses\[0\]\.parity"):
         parse(base, check_paths=False)
+
+
+def test_check_config_also_checks_the_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    text = (Path(__file__).parents[2] / "docs" / "gateway.example.toml").read_text()
+    bad = tmp_path / "gateway.toml"
+    bad.write_text(text + "\n[rules.bogus]\nx = 1\n" if "[rules]" in text else text)
+    assert main(["check-config", "--no-path-checks", str(bad)]) == 1
+    assert "rules.bogus" in capsys.readouterr().err
