@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +83,27 @@ def write_config(tmp_path: Path, port: int, serial: Path) -> Path:
     return path
 
 
+def start_gateway(tmp_path: Path, config: Path, log_name: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / log_name, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "gateway", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+        )
+
+
+def queued_alarm_ids(db: Path) -> list[str]:
+    """event_ids of alarm events waiting in the outbox (read-only, beside the running gateway)."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        rows = conn.execute("SELECT event_id, payload FROM outbox WHERE priority = 0").fetchall()
+    conn.close()
+    return [eid for eid, payload in rows if b'"kind":"alarm"' in payload]
+
+
 def events(got: list[Received], kind: str) -> list[dict[str, object]]:
     out = []
     for m in got:
@@ -133,3 +156,45 @@ def test_a_smoke_fire_reaches_the_centre_and_sigterm_stops_cleanly(
         if gw.poll() is None:
             gw.kill()
             gw.wait()
+
+
+def test_an_alarm_queued_while_the_broker_is_down_survives_sigkill(
+    tmp_path: Path, node: EmulatorProcess
+) -> None:
+    """The gateway takes the alarm while the broker is down (it waits in the outbox), is killed
+    with SIGKILL, and restarted after the broker is back: the centre gets the alarm, with the
+    event_id it had on disk before the kill."""
+    broker = Mosquitto(tmp_path / "broker")  # not started: the centre is unreachable
+    config = write_config(tmp_path, broker.port, node.serial)
+    db = tmp_path / "gateway.sqlite3"
+    gw = start_gateway(tmp_path, config, "gateway-1.log")
+    try:
+        with node.control() as ctl:
+            ctl.set(smoke_pct=3.5)
+        deadline = time.monotonic() + 30
+        while not (ids := queued_alarm_ids(db)):
+            assert time.monotonic() < deadline, (tmp_path / "gateway-1.log").read_text()[-2000:]
+            assert gw.poll() is None, (tmp_path / "gateway-1.log").read_text()[-2000:]
+            time.sleep(0.1)  # polling a file written by another process, with a deadline
+        gw.kill()
+        gw.wait(timeout=10)
+        assert queued_alarm_ids(db) == ids  # on disk across the kill
+        broker.start()
+        gw = start_gateway(tmp_path, config, "gateway-2.log")
+
+        async def centre() -> None:
+            async with Collector(broker.port, f"{PREFIX}/{GATEWAY}/#") as c:
+                await c.wait_for(lambda got: bool(events(got, "alarm")), 30.0)
+                assert [e["event_id"] for e in events(c.got, "alarm")] == ids
+
+        asyncio.run(centre())
+    finally:
+        if gw.poll() is None:
+            gw.send_signal(signal.SIGTERM)
+            try:
+                gw.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                gw.kill()
+                gw.wait()
+        if broker.running:
+            broker.stop()
