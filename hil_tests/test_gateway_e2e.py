@@ -8,6 +8,7 @@ subscriber; SIGTERM stops the gateway cleanly, saying offline.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from hil_tests.emulator.process import EmulatorProcess
@@ -141,6 +143,24 @@ def test_a_smoke_fire_reaches_the_centre_and_sigterm_stops_cleanly(
                 assert alarm["node"] == "house-7" and alarm["source"] == "smoke"
                 assert alarm["house"] == "No. 7 Lantern Lane" and alarm["zone"] == "A"
                 assert alarm["schema"] == 1 and alarm["test"] is False and alarm["event_id"]
+                # The centre hushes the house: the command reaches the node over the bus.
+                async with aiomqtt.Client("127.0.0.1", broker.port) as centre_client:
+                    command = {"id": "c-1", "command": "silence", "node": "house-7"}
+                    await centre_client.publish(
+                        f"{PREFIX}/{GATEWAY}/command", json.dumps(command), qos=1
+                    )
+                await centre.wait_for(
+                    lambda got: any(m.topic.endswith("/command/result") for m in got), 20.0
+                )
+                (result,) = [m.json() for m in centre.got if m.topic.endswith("/command/result")]
+                assert result["id"] == "c-1" and result["status"] == "ok", result
+                await centre.wait_for(  # the node's retained state shows it hushed
+                    lambda got: any(
+                        m.topic.endswith("/node/house-7/state") and "silenced" in m.json()["status"]
+                        for m in got
+                    ),
+                    20.0,
+                )
                 gw.send_signal(signal.SIGTERM)
                 await centre.wait_for(
                     lambda got: any(
