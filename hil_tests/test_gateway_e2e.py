@@ -161,6 +161,16 @@ def test_a_smoke_fire_reaches_the_centre_and_sigterm_stops_cleanly(
                     ),
                     20.0,
                 )
+                # `firelane status` reads the running gateway's snapshot.
+                status = subprocess.run(
+                    [sys.executable, "-m", "gateway", "status", "--config", str(config)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                assert status.returncode == 0, status.stderr
+                assert "gw-test-01" in status.stdout and "house-7" in status.stdout
+                assert "bus street" in status.stdout, status.stdout
                 gw.send_signal(signal.SIGTERM)
                 await centre.wait_for(
                     lambda got: any(
