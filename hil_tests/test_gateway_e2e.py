@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,18 @@ import aiomqtt
 import pytest
 
 from hil_tests.emulator.process import EmulatorProcess
+from hil_tests.gateway_kit import (
+    GATEWAY,
+    PREFIX,
+    events,
+    start_gateway,
+    stop_gateway,
+    write_config,
+)
 from tests.gateway.mosquitto import Mosquitto
-from tests.gateway.subscriber import Collector, Received
+from tests.gateway.subscriber import Collector
 
-GATEWAY = "gw-test-01"
-PREFIX = "firelane"
+NODE = [("house-7", 7, "No. 7 Lantern Lane", "A")]
 
 
 @pytest.fixture
@@ -47,55 +53,6 @@ def node(tmp_path: Path) -> Iterator[EmulatorProcess]:
         emu.stop()
 
 
-def write_config(tmp_path: Path, port: int, serial: Path) -> Path:
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            site = "Test Street"
-            gateway_id = "{GATEWAY}"
-
-            [storage]
-            path = "{tmp_path / "gateway.sqlite3"}"
-
-            [mqtt]
-            host = "127.0.0.1"
-            port = {port}
-
-            [[buses]]
-            name = "street"
-            kind = "rtu"
-            port = "{serial}"
-            baud = 19200
-            parity = "N"  # a pseudo-terminal refuses parity settings
-            status_every_s = 0.2
-
-            [[nodes]]
-            name = "house-7"
-            bus = "street"
-            address = 7
-            house = "No. 7 Lantern Lane"
-            zone = "A"
-
-            [rules]
-            supervision_s = 30
-            """
-        )
-    )
-    return path
-
-
-def start_gateway(tmp_path: Path, config: Path, log_name: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(tmp_path / log_name, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "gateway", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-
-
 def queued_alarm_ids(db: Path) -> list[str]:
     """event_ids of alarm events waiting in the outbox (read-only, beside the running gateway)."""
     if not db.exists():
@@ -106,20 +63,10 @@ def queued_alarm_ids(db: Path) -> list[str]:
     return [eid for eid, payload in rows if b'"kind":"alarm"' in payload]
 
 
-def events(got: list[Received], kind: str) -> list[dict[str, object]]:
-    out = []
-    for m in got:
-        if m.topic == f"{PREFIX}/{GATEWAY}/event":
-            doc = m.json()
-            if doc["kind"] == kind:
-                out.append(doc)
-    return out
-
-
 def test_a_smoke_fire_reaches_the_centre_and_sigterm_stops_cleanly(
     tmp_path: Path, broker: Mosquitto, node: EmulatorProcess
 ) -> None:
-    config = write_config(tmp_path, broker.port, node.serial)
+    config = write_config(tmp_path, broker.port, node.serial, NODE)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "gateway.log", "wb") as log:
         gw = subprocess.Popen(
@@ -195,7 +142,7 @@ def test_an_alarm_queued_while_the_broker_is_down_survives_sigkill(
     with SIGKILL, and restarted after the broker is back: the centre gets the alarm, with the
     event_id it had on disk before the kill."""
     broker = Mosquitto(tmp_path / "broker")  # not started: the centre is unreachable
-    config = write_config(tmp_path, broker.port, node.serial)
+    config = write_config(tmp_path, broker.port, node.serial, NODE)
     db = tmp_path / "gateway.sqlite3"
     gw = start_gateway(tmp_path, config, "gateway-1.log")
     try:
@@ -219,12 +166,6 @@ def test_an_alarm_queued_while_the_broker_is_down_survives_sigkill(
 
         asyncio.run(centre())
     finally:
-        if gw.poll() is None:
-            gw.send_signal(signal.SIGTERM)
-            try:
-                gw.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-                gw.wait()
+        stop_gateway(gw)
         if broker.running:
             broker.stop()

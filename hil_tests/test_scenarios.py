@@ -14,11 +14,7 @@ Latencies are printed (`pytest -s` shows them).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +23,10 @@ import pytest
 
 from hil_tests.bus.virtual_bus import VirtualBus
 from hil_tests.emulator.process import EmulatorProcess
+from hil_tests.gateway_kit import GATEWAY, PREFIX, events, start_gateway, stop_gateway, write_config
 from tests.gateway.mosquitto import Mosquitto
 from tests.gateway.subscriber import Collector, Received
 
-GATEWAY = "gw-scenarios"
-PREFIX = "firelane"
 BAUD = 19200
 SUPERVISION_S = 15.0
 ALARM_LIMIT_S = 10.0  # EN 54-2: an alarm within 10 s
@@ -41,64 +36,6 @@ HOUSES = {1: "A", 2: "A", 3: "B", 4: "B"}
 
 def node_name(address: int) -> str:
     return f"node-{address}"
-
-
-def write_config(tmp_path: Path, port: int, serial: Path) -> Path:
-    nodes = "".join(
-        textwrap.dedent(
-            f"""
-            [[nodes]]
-            name = "{node_name(address)}"
-            bus = "street"
-            address = {address}
-            house = "{house}"
-            zone = "{house}"
-            """
-        )
-        for address, house in HOUSES.items()
-    )
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            site = "Scenario Street"
-            gateway_id = "{GATEWAY}"
-
-            [storage]
-            path = "{tmp_path / "gateway.sqlite3"}"
-
-            [mqtt]
-            host = "127.0.0.1"
-            port = {port}
-
-            [[buses]]
-            name = "street"
-            kind = "rtu"
-            port = "{serial}"
-            baud = {BAUD}
-            parity = "N"  # a pseudo-terminal refuses parity settings
-            status_every_s = 0.2
-            """
-        )
-        + nodes
-        + textwrap.dedent(
-            f"""
-            [rules]
-            supervision_s = {SUPERVISION_S}
-            """
-        )
-    )
-    return path
-
-
-def events(got: list[Received], kind: str) -> list[dict[str, object]]:
-    out = []
-    for m in got:
-        if m.topic == f"{PREFIX}/{GATEWAY}/event":
-            doc = m.json()
-            if doc["kind"] == kind:
-                out.append(doc)
-    return out
 
 
 def offline_faults(got: list[Received]) -> list[dict[str, object]]:
@@ -140,25 +77,21 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 def gateway(
     tmp_path: Path, bus: VirtualBus, nodes: dict[int, EmulatorProcess], broker: Mosquitto
 ) -> Iterator[subprocess.Popen[bytes]]:
-    config = write_config(tmp_path, broker.port, bus.attach("gateway"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(tmp_path / "gateway.log", "wb") as log:
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "gateway", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
+    members = [(node_name(a), a, house, house) for a, house in HOUSES.items()]
+    config = write_config(
+        tmp_path,
+        broker.port,
+        bus.attach("gateway"),
+        members,
+        site="Scenario Street",
+        baud=BAUD,
+        supervision_s=SUPERVISION_S,
+    )
+    gw = start_gateway(tmp_path, config)
     try:
         yield gw
     finally:
-        if gw.poll() is None:
-            gw.send_signal(signal.SIGTERM)
-            try:
-                gw.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-                gw.wait()
+        stop_gateway(gw)
 
 
 def test_a_fire_and_a_power_cut_on_a_shared_line_reach_the_centre_in_time(
