@@ -7,11 +7,9 @@ import importlib
 import itertools
 import math
 import os
-import select
 import sys
 import threading
 import time
-import tty
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from hil_tests.emulator import inputs, machine, sim, timecompat
 from hil_tests.emulator.serialport import SerialLine
 from hil_tests.emulator.sim import ResetSignal, SimBoard
+from hil_tests.pty_kit import open_client, read_for
 
 UID = bytes.fromhex("02f11a000011")
 PINS = {"de": 4, "smoke": 34, "ct": 35, "temperature": 32, "supply": 33, "button": 25}
@@ -303,20 +302,6 @@ def test_esp32_pin_rules(board: SimBoard) -> None:
 def test_input_validation_names_the_problem(changes: object, message: str) -> None:
     with pytest.raises(inputs.InputError, match=message):
         inputs.validate(changes)
-
-
-def open_client(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    return fd
-
-
-def read_for(fd: int, n: int, timeout: float = 2.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while len(data) < n and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-        data += os.read(fd, 1024)
-    return data
 
 
 def uart_any(uart: machine.UART, n: int, timeout: float = 2.0) -> int:

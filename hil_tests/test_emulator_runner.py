@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import socket
-import time
 import tty
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from gateway import cli
 from hil_tests.emulator import runner
 from hil_tests.emulator.control import ControlError
 from hil_tests.emulator.process import EmulatorProcess
+from hil_tests.pty_kit import open_client, read_for
 
 BOOT_PY = """
 # flashed stand-in
@@ -109,20 +108,6 @@ def node(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EmulatorPro
         yield emu
     finally:
         emu.stop()
-
-
-def open_client(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    return fd
-
-
-def read_for(fd: int, n: int, timeout: float = 2.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while len(data) < n and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-        data += os.read(fd, 1024)
-    return data
 
 
 def test_ready_boot_and_uart_events(node: EmulatorProcess) -> None:
