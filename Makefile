@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SRC    := gateway protocol firmware tests hil_tests bench tools
+SRC    := gateway protocol installer demo firmware tests hil_tests bench tools
 
 .PHONY: setup lint test hil demo bench clean
 

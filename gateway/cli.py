@@ -20,7 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"firelane {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("demo", help="run the demo: what Firelane can do so far")
     sub.add_parser("registers", help="print the node register map")
     decode = sub.add_parser("decode", help="decode captured Modbus RTU or push frames (hex)")
     decode.add_argument("hex", nargs="+", help="bytes in hex, e.g. 11 03 00 6b 00 03 76 87")
@@ -69,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--baud", type=int, help="baud rate for a new config.json")
     emulate.add_argument("--control", type=Path, help="control socket (default FS/control.sock)")
     emulate.add_argument("--uid", help="machine.unique_id() as 12 hex digits")
+    bus = sub.add_parser("bus", help="tools for an RS-485 bus: find the nodes on it")
+    bus_sub = bus.add_subparsers(dest="bus_command", metavar="BUS_COMMAND", required=True)
+    # Commands that live in their own packages register themselves here; each sets
+    # `func` (argparse set_defaults) to its handler, which gets the parsed args.
+    from demo import cli as demo_cli
+    from installer import cli_node, cli_site
+
+    demo_cli.register(sub)
+    cli_node.register(node_sub)
+    cli_site.register(sub, node_sub, bus_sub)
     return parser
 
 
@@ -78,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "demo":
-        from gateway.demo import run_demo
-
-        return run_demo()
+    func = getattr(args, "func", None)
+    if func is not None:
+        code: int = func(args)
+        return code
     if args.command == "registers":
         from gateway.inspect import register_table
 
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return _gateway_run(args.config)
     if args.command == "status":
         return _status(args.config)
-    if args.command == "node":
+    if args.command == "node" and args.node_command == "emulate":
         return _emulate(parser, args)
     parser.error(f"unknown command {args.command!r}")
     return 2

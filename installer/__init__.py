@@ -1,0 +1,2 @@
+"""Installer tools, run on the installer's laptop: build, flash and commission nodes, scan a
+bus, and run a walk test."""
