@@ -20,15 +20,14 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway._config_reader import ConfigError, Reader, toml_text
-from gateway.bus_timing import read_transaction_us
+from gateway.bus_timing import response_timeout_s
+from gateway.points import LONGEST_READ
 from protocol import registers
 
 __all__ = [
     "BAUD_RATES",
     "BUS_KINDS",
-    "MAX_READ_REGISTERS",
     "TCP_TIMEOUT_MS",
-    "TIMEOUT_MARGIN_MS",
     "BusConfig",
     "ConfigError",
     "GatewayConfig",
@@ -44,10 +43,6 @@ BAUD_RATES = tuple(b * 100 for b in registers.BAUD_CHOICES)  # what a node can b
 BUS_KINDS = ("rtu", "tcp", "push")
 FRAMERS = ("socket", "rtu")
 PARITIES = ("E", "N", "O")
-# The largest read the poller issues in one request (status block 8, identity 6, counters 8
-# registers): the response timeout is derived from it.
-MAX_READ_REGISTERS = 16
-TIMEOUT_MARGIN_MS = 20  # turnaround and adapter latency, see derived_timeout_s
 # A tcp bus has no baud rate here (the converter's serial side is set in the converter) and a
 # LAN adds its own delay: a fixed default, about three times a 16-register read at 9600 baud.
 TCP_TIMEOUT_MS = 250
@@ -85,20 +80,20 @@ _NAME_RULE = 'use lowercase letters, digits, "_" and "-" (at most 64)'
 
 
 def derived_timeout_s(baud: int) -> float:
-    """The response timeout of a serial bus at `baud` when its timeout_ms is 0:
+    """The response timeout of a serial bus at `baud` when its timeout_ms is 0: the one formula,
+    gateway/bus_timing.response_timeout_s, for the longest read the poller makes (8 registers,
+    gateway/points.py LONGEST_READ):
 
-        timeout = read_transaction_us(baud, 16)   # gateway/bus_timing.py:
-                    # (8 + 5 + 2 x 16) x 11 / baud + 2 x t3.5, the request, the response to
-                    # the largest read the gateway makes (MAX_READ_REGISTERS) and their silences
-                + 20 ms   # TIMEOUT_MARGIN_MS: the node's turnaround, and a USB-RS485 adapter
-                          # (FTDI) holds received bytes up to 16 ms (../shared/DOMAIN.md)
+        timeout = (8 + 5 + 2 x 8) x 11 / baud + 2 x t3.5   # request, response, their silences
+                + 10 ms   # the node's turnaround (docs/firmware.md, Links)
+                + 16 ms   # a USB-RS485 adapter (FTDI) holds received bytes up to 16 ms (DOMAIN.md)
 
     The request's own wire time is in because pymodbus starts the clock when it hands the
     request to the port (transaction.py, execute), not when the last byte has left the wire.
-    Short, baud-derived timeouts keep a dead node from eating the cycle (DOMAIN.md): 79.6 ms at
-    9600 baud, 27.8 ms at 115200. A node that answers slower needs an explicit timeout_ms.
+    Short, baud-derived timeouts keep a dead node from eating the cycle (DOMAIN.md): 67.3 ms at
+    9600 baud, 32.3 ms at 115200. A node that answers slower needs an explicit timeout_ms.
     """
-    return (read_transaction_us(baud, MAX_READ_REGISTERS) + TIMEOUT_MARGIN_MS * 1000) / 1e6
+    return response_timeout_s(baud, LONGEST_READ)
 
 
 @dataclass(frozen=True, slots=True)

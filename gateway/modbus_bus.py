@@ -65,8 +65,9 @@ class Bus:
     nodes: (name, slave address) pairs. on_reading receives a Sample for every status read
     answered and a Silent for every one that was not (no reply, garbage, a Modbus exception),
     and a Silent for every node while the port is gone. The response timeout is `timeout_s`,
-    or when that is None or 0, bus_timing.response_timeout_s(baud, 8, latency_s). A cycle
-    reads every online node's status block; with `status_every_s` > 0 a cycle starts at most
+    or when that is None or 0, bus_timing.response_timeout_s(baud, LONGEST_READ, latency_s),
+    the formula config.derived_timeout_s uses too. A cycle reads every online node's status
+    block; with `status_every_s` > 0 a cycle starts at most
     that often, with 0 the line is kept busy. Identity and counters are read every
     `measure_every` cycles, spread over the cycles by node.
     """

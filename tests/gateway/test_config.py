@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from gateway import config as cfg
-from gateway.bus_timing import read_transaction_us
+from gateway.bus_timing import response_timeout_s
 from gateway.cli import main
 from gateway.config import ConfigError, GatewayConfig, load, parse
+from gateway.points import LONGEST_READ
 from protocol.timing import t35_us
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -473,16 +474,20 @@ def test_supervision_from_rules_against_a_slow_bus_names_where_it_came_from() ->
     )
 
 
-# Derived timeouts, worked by hand: (8 + 5 + 2 x 16) x 11 bits / baud + 2 x t3.5 + 20 ms.
-HAND_TIMEOUT_MS = {9600: 79.584, 19200: 49.793, 38400: 36.390, 57600: 32.093, 115200: 27.796}
+# Derived timeouts, worked by hand: (8 + 5 + 2 x 8) x 11 bits / baud + 2 x t3.5 + 10 ms node
+# turnaround + 16 ms USB adapter latency.
+HAND_TIMEOUT_MS = {9600: 67.250, 19200: 46.625, 38400: 37.807, 57600: 35.038, 115200: 32.269}
 
 
 @pytest.mark.parametrize("baud", cfg.BAUD_RATES)
 def test_timeout_derived_from_baud(baud: int) -> None:
     bus = cfg.BusConfig("east", "rtu", "/dev/ttyUSB0", baud)
-    assert bus.timeout_s == pytest.approx(HAND_TIMEOUT_MS[baud] / 1000, abs=1e-6)
-    assert bus.timeout_s == (read_transaction_us(baud, cfg.MAX_READ_REGISTERS) + 20_000) / 1e6
-    response_s = (5 + 2 * 16) * 11 / baud + t35_us(baud) / 1e6
+    assert bus.timeout_s == pytest.approx(
+        HAND_TIMEOUT_MS[baud] / 1000, abs=2e-6
+    )  # t3.5 in whole µs
+    # One formula for the service and the Bus default (gateway/bus_timing.py).
+    assert bus.timeout_s == response_timeout_s(baud, LONGEST_READ)
+    response_s = (5 + 2 * 8) * 11 / baud + t35_us(baud) / 1e6
     # Room for a 16 ms USB adapter latency (DOMAIN.md) on top of the response itself.
     assert bus.timeout_s > response_s + 0.016
     assert cfg.BusConfig("east", "rtu", "/dev/ttyUSB0", baud, timeout_ms=300).timeout_s == 0.3
