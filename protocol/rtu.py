@@ -224,7 +224,21 @@ class RtuDecoder:
             for n in range(_MIN_FRAME, limit + 1):
                 if check_crc(buf, i, i + n):
                     return n, _REQ
+            # Until a t3.5 silence ends it, such a request may still be arriving in pieces:
+            # wait, unless a request we know ends on the last byte (then this was noise).
+            if self._boundary < 0 and limit < MAX_FRAME and not self._request_ends(i, limit):
+                return 0, 0
         return bad, 0
+
+    def _request_ends(self, i: int, limit: int) -> bool:
+        """A CRC-valid request of a known function starts after buf[i] and ends on the last of
+        the limit bytes from i."""
+        buf, end = self._buf, i + limit
+        for j in range(i + 1, end - _MIN_FRAME + 1):
+            n = _request_len(buf, j, end - j)
+            if n > 0 and j + n == end and check_crc(buf, j, end):
+                return True
+        return False
 
     def _skip_to_edge(self) -> bool:
         """While hunting through noise, jump to a valid frame that ends exactly on the last
