@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--baud", type=int, help="baud rate for a new config.json")
     emulate.add_argument("--control", type=Path, help="control socket (default FS/control.sock)")
     emulate.add_argument("--uid", help="machine.unique_id() as 12 hex digits")
+    emulate.add_argument("--console", type=Path, help="USB console: symlink to a REPL pty")
     bus = sub.add_parser("bus", help="tools for an RS-485 bus: find the nodes on it")
     bus_sub = bus.add_subparsers(dest="bus_command", metavar="BUS_COMMAND", required=True)
     # Commands that live in their own packages register themselves here; each sets
@@ -184,7 +185,7 @@ def _emulate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     try:
         options = runner.check(
-            args.serial, args.fs, args.address, args.baud, args.control, args.uid
+            args.serial, args.fs, args.address, args.baud, args.control, args.uid, args.console
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -43,6 +43,7 @@ class EmulatorProcess:
         uid: str | None = None,
         control: str | os.PathLike[str] | None = None,
         log: str | os.PathLike[str] | None = None,
+        console: str | os.PathLike[str] | None = None,
     ) -> None:
         self.fs = Path(fs)
         self.serial = Path(serial)
@@ -50,7 +51,13 @@ class EmulatorProcess:
         self.log = Path(log) if log else self.fs.with_name(self.fs.name + ".stderr.log")
         self.args = ["--serial", str(self.serial), "--fs", str(self.fs)]
         self.args += ["--control", str(self.control_path)]
-        for flag, value in (("--address", address), ("--baud", baud), ("--uid", uid)):
+        self.console = Path(console) if console else None  # the USB console's pty (REPL)
+        for flag, value in (
+            ("--address", address),
+            ("--baud", baud),
+            ("--uid", uid),
+            ("--console", console),
+        ):
             if value is not None:
                 self.args += [flag, str(value)]
         self.events: list[dict[str, Any]] = []

@@ -14,9 +14,13 @@ events for the test or script that started it:
     {"event": "power", "on": false}
     {"event": "crash", "error": "..."}   the firmware raised; the traceback went to stderr
     {"event": "halt"}                    main.py returned (maintenance mode): the REPL runs
+    {"event": "halt", "interrupted": true}   Ctrl-C on the console stopped the firmware
     {"event": "exit"}
 
-The firmware's own print() goes to stderr, as a real node's goes to its USB console.
+The firmware's own print() goes to stderr, as a real node's goes to its USB console; with
+--console PATH the board also has that USB console: a second pseudo-terminal that speaks
+MicroPython's REPL protocol (console.py), so mpremote can interrupt the firmware, run code in
+the flash directory, copy files and reset the board.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import builtins
 import contextlib
 import ctypes
 import importlib.util
+import io
 import json
 import os
 import signal
@@ -39,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from hil_tests.emulator import machine, timecompat
+from hil_tests.emulator import machine, repl, timecompat
+from hil_tests.emulator.console import Console, ConsolePort
 from hil_tests.emulator.control import ControlServer
 from hil_tests.emulator.serialport import SerialLine
 from hil_tests.emulator.sim import CAUSE_NAMES, SOFT_RESET, ResetSignal, SimBoard
@@ -63,6 +69,7 @@ class Options:
     baud: int | None = None
     control: Path | None = None
     uid: bytes | None = None
+    console: Path | None = None
 
 
 DESCRIPTION = (
@@ -78,6 +85,10 @@ ADDRESS_HELP = "Modbus address 1-247, written to a new config.json (commissionin
 BAUD_HELP = "baud rate, written to a new config.json: " + ", ".join(map(str, BAUDS))
 CONTROL_HELP = "the control socket (JSON lines; default FS/control.sock)"
 UID_HELP = "machine.unique_id() as 12 hex digits (default: 02f11a0000 + the address)"
+CONSOLE_HELP = (
+    "the board's USB console: a symlink to a new pseudo-terminal speaking MicroPython's REPL "
+    "protocol (for mpremote and `firelane node flash`)"
+)
 
 
 def build_parser(prog: str = "python -m hil_tests.emulator") -> argparse.ArgumentParser:
@@ -95,13 +106,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, help=BAUD_HELP)
     parser.add_argument("--control", type=Path, help=CONTROL_HELP)
     parser.add_argument("--uid", help=UID_HELP)
+    parser.add_argument("--console", type=Path, help=CONSOLE_HELP)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m hil_tests.emulator") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
-        options = check(args.serial, args.fs, args.address, args.baud, args.control, args.uid)
+        options = check(
+            args.serial, args.fs, args.address, args.baud, args.control, args.uid, args.console
+        )
     except ValueError as exc:
         parser.error(str(exc))
     return run(options)
@@ -114,6 +128,7 @@ def check(
     baud: int | None,
     control: Path | None,
     uid: str | None,
+    console: Path | None = None,
 ) -> Options:
     """Options from command-line values, or ValueError naming the option and what it takes."""
     if address is not None and not 1 <= address <= 247:
@@ -128,7 +143,7 @@ def check(
             raw = b""
         if len(raw) != 6:
             raise ValueError(f"--uid {uid}: six bytes as 12 hex digits, e.g. 02f11a000011")
-    return Options(serial, fs, address, baud, control, raw)
+    return Options(serial, fs, address, baud, control, raw, console)
 
 
 class Events:
@@ -166,18 +181,32 @@ def run(options: Options) -> int:
     saved_stdout, saved_cwd, saved_path = sys.stdout, os.getcwd(), list(sys.path)
     undo: list[Callable[[], None]] = []
     board = SimBoard(uid, line)
+    router = repl.StdoutRouter(sys.stderr)
+    port: ConsolePort | None = None
     try:
         undo += [machine.install(board), timecompat.install(board), board.capture_loops()]
         os.chdir(fs)
         sys.path[:] = [str(fs), str(FIRMWARE), str(ROOT)] + [
             p for p in sys.path if p not in ("", str(fs), str(FIRMWARE), str(ROOT))
         ]
-        sys.stdout = sys.stderr  # the firmware's print() is console output, not an event
+        sys.stdout = router  # the firmware's print() is console output, not an event
         node = Node(board, fs, events, serial, line.device)
+        node.router = router
+        if options.console is not None:
+            try:
+                port = ConsolePort(options.console.absolute(), node)
+            except OSError as exc:
+                print(f"emulator: cannot use --console {options.console}: {exc}", file=sys.stderr)
+                return 2
+            node.console, node.console_path = port.console, port.path
+            router.console = port.console.write
+            port.start()
         return asyncio.run(_serve(node, control, events))
     finally:
         board.close()
         line.close()
+        if port is not None:
+            port.close()
         with contextlib.suppress(FileNotFoundError):
             if control.is_socket():
                 control.unlink()
@@ -210,6 +239,7 @@ async def _serve(node: Node, control: Path, events: Events) -> int:
             control=str(control),
             pid=os.getpid(),
             uid=node.board.uid.hex(),
+            **({"console": str(node.console_path)} if node.console_path else {}),
         )
         node.start()
         await stop.wait()
@@ -263,6 +293,10 @@ class Node:
         self.mode: str | None = None  # startup.mode by name, once boot.py has run
         self.failed = False
         self.on_exit: Callable[[], None] | None = None
+        self.console: Console | None = None  # the USB console (--console), if any
+        self.console_path: Path | None = None
+        self.router: repl.StdoutRouter | None = None
+        self._ns: dict[str, Any] = {}  # __main__ of the last boot: the REPL's globals
         self._thread = threading.Thread(target=self._main, name="node.firmware", daemon=True)
         self._inject = threading.Lock()
         self._in_firmware = False
@@ -310,14 +344,25 @@ class Node:
         self._load_pin_map()
         self._purge()
         ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-        # MicroPython runs boot.py, then main.py even when boot.py raised, in one namespace.
+        self._ns = ns
+        console = self.console
+        if console is not None:
+            console.booting(soft=board.cause == SOFT_RESET)
+        # MicroPython runs boot.py, then main.py even when boot.py raised, in one namespace;
+        # main.py only when the REPL is the friendly one (not after a raw-REPL soft reset).
         if self._exec("boot.py", ns) == "reset":
             return
         self._read_startup()
         self.status = "running"
-        if self._exec("main.py", ns) == "ok":
+        if console is not None and not console.run_main():
+            outcome = "ok"
+        else:
+            outcome = self._exec("main.py", ns)
+        if outcome in ("ok", "interrupted"):
             self.status = "halted"
-            self.events.emit("halt")
+            self.events.emit("halt", **({"interrupted": True} if outcome != "ok" else {}))
+        if outcome != "reset" and console is not None:
+            console.repl()
 
     def _exec(self, name: str, ns: dict[str, Any]) -> str:
         """Run one of the firmware's top-level files: "ok", "reset" or "error"."""
@@ -336,16 +381,58 @@ class Node:
         except SystemExit:  # sys.exit() on MicroPython ends in a soft reset
             self.board.request_reset(SOFT_RESET, f"SystemExit in {name}")
             return "reset"
+        except KeyboardInterrupt as exc:  # Ctrl-C on the console
+            if self.board.gen != gen or self.board.pending is not None:
+                return "reset"
+            self._console_write(repl.traceback_text(exc))
+            return "interrupted"
         except BaseException as exc:
             if self.board.gen != gen or self.board.pending is not None:
                 return "reset"  # an error while the firmware was being torn down
             print(f"emulator: uncaught exception in {name}:", file=sys.stderr)
             traceback.print_exc()
+            self._console_write(repl.traceback_text(exc))
             self.status = "crashed"  # before the event: whoever reacts to it sees this state
             self.events.emit("crash", error=f"{type(exc).__name__}: {exc}")
             return "error"
         finally:
             self._leave()
+
+    def _console_write(self, text: str) -> None:
+        if self.console is not None:
+            self.console.write(text)
+
+    # The console's side of the CPU (console.Cpu).
+    def interrupt(self) -> None:
+        """Ctrl-C: KeyboardInterrupt in the firmware, wherever it is."""
+        with self._inject:
+            if self._in_firmware and self._thread.ident is not None:
+                _async_raise(self._thread.ident, KeyboardInterrupt)
+
+    def soft_reset(self) -> None:
+        self.board.request_reset(SOFT_RESET, "soft reset (Ctrl-D)")
+
+    def execute(self, code: str, single: bool) -> tuple[str, str] | None:
+        """REPL code, run in the flash directory with the last boot's globals: (stdout,
+        traceback), or None when it reset the board (machine.reset(), sys.exit())."""
+        router = self.router
+        buf = router.capture() if router is not None else io.StringIO()
+        ns = self._ns
+        ns["__builtins__"] = repl.BUILTINS
+        error = ""
+        try:
+            exec(compile(code, "<stdin>", "single" if single else "exec"), ns)
+        except ResetSignal:
+            return None
+        except SystemExit:
+            self.board.request_reset(SOFT_RESET, "sys.exit() at the REPL")
+            return None
+        except BaseException as exc:
+            error = repl.traceback_text(exc)
+        finally:
+            if router is not None:
+                router.release()
+        return buf.getvalue(), error
 
     def _leave(self) -> None:
         with self._inject:
@@ -366,6 +453,8 @@ class Node:
 
     def _on_reset(self, cause: int, why: str) -> None:
         self.status = "resetting"
+        if self.console is not None:
+            self.console.at_repl = False  # no lock: this may run under the board's lock
         if why == "power off":
             self.events.emit("power", on=False)
         elif why != "shutdown":
