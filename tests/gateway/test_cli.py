@@ -63,7 +63,7 @@ def test_decode_rejects_non_hex(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+    assert main(["demo", "--tour"]) == 0
     out = capsys.readouterr().out
     assert "every check passed" in out
     assert "ReplayError" in out and "AuthError" in out and "CRCError" in out

@@ -1,10 +1,8 @@
-"""`firelane demo`: what Firelane does so far, end to end on the wire protocol.
+"""`firelane demo --tour`: a tour of the shared wire protocol, with no process, port or broker.
 
-Until the hardware-in-the-loop issue brings emulated nodes, a virtual gateway and nodes, a
-shared noisy RS-485 line, and upstream, the demo tours the shared protocol: a poll of a node's
-status block over a bus carrying other traffic and noise, a signed alarm pushed by a node and
-acknowledged, and the forged and replayed frames that must be refused. It checks every outcome
-and exits 1 if any is wrong.
+A poll of a node's status block over a bus carrying other traffic and noise, a signed alarm
+pushed by a node and acknowledged, and the forged and replayed frames that must be refused. It
+checks every outcome and exits 1 if any is wrong. (The live demo is demo/live.py.)
 """
 
 from __future__ import annotations
@@ -110,7 +108,7 @@ def push_an_alarm() -> bool:
 
 def run_demo(seed: int = 2026) -> int:
     rng = random.Random(seed)
-    print("Firelane demo: the shared wire protocol (the live HIL demo arrives with issue 5)\n")
+    print("Firelane demo --tour: the shared wire protocol\n")
     results = [poll_over_a_noisy_bus(rng)]
     print()
     results.append(push_an_alarm())
