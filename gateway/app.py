@@ -10,6 +10,10 @@ Around it: a ticker runs the rule core's timers (supervision, verification) once
 supervisor pings the systemd watchdog only while every loop is healthy (gateway/health.py) and
 writes the status snapshot for `firelane status`; SIGTERM flushes the outbox (bounded) and says
 offline before exiting.
+
+A walk test (`firelane walktest`, installer/walktest.py) runs this same Gateway with
+test_mode=True, so every alert goes upstream marked test, and an observer that sees every
+reading and alert as it happens.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ STATUS_EVERY_S = 5.0
 STATE_REFRESH_S = 60.0  # a node's retained state is republished at least this often
 FLUSH_TIMEOUT_S = 10.0  # on SIGTERM, inside systemd's TimeoutStopSec
 _COMMAND_CODES = {name: code for code, name in names.COMMANDS.items()}
+Observer = Callable[[Alert | Sample | Silent | NodeEvent], None]
 
 
 class _Stop(Exception):
@@ -62,8 +67,15 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
+        test_mode: bool = False,
+        observer: Observer | None = None,
     ) -> None:
+        """test_mode: every alert is marked test=True upstream (a walk test, RuleCore.test_mode).
+        observer: called with every reading the buses and push links hand in, and with every
+        alert once it is in the outbox (`firelane walktest` shows them live); its errors are
+        logged and never reach the data path."""
         self.cfg = cfg
+        self._observer = observer
         self._clock = clock
         self._wall = wall
         self._notifier = notifier or Notifier()
@@ -75,6 +87,7 @@ class Gateway:
         spec = parse_rules(cfg.rules)
         infos = {n.name: NodeInfo(n.name, n.house, n.zone, n.supervision_s) for n in cfg.nodes}
         self.rules = compile_rules(spec, infos)
+        self.rules.test_mode = test_mode
         self._last: dict[str, Sample] = {}
         self._seen_utc: dict[str, float] = {}
         self._state_key: dict[str, tuple[int, int, int, bool]] = {}
@@ -92,6 +105,7 @@ class Gateway:
     async def on_reading(self, reading: Sample | Silent) -> None:
         """From a polled bus (and a push link's silence): never raises into the bus."""
         self.health.beat(f"bus[{self._bus_of.get(reading.node, '?')}]")
+        self._observe(reading)
         if isinstance(reading, Sample):
             alerts = self.rules.sample(reading)
         else:
@@ -106,6 +120,7 @@ class Gateway:
         """From a push link: True once durable, so the receiver may ACK; False makes it NAK
         busy and the node sends again."""
         self.health.beat(f"push[{self._bus_of.get(item.node, '?')}]")
+        self._observe(item)
         alerts = self.rules.sample(item) if isinstance(item, Sample) else self.rules.event(item)
         try:
             await self._commit(alerts, item)
@@ -142,6 +157,16 @@ class Gateway:
             out.append(state)
         if out and self.uplink is not None:
             await self.uplink.submit(*out)
+        for alert in alerts:
+            self._observe(alert)
+
+    def _observe(self, item: Alert | Sample | Silent | NodeEvent) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(item)
+        except Exception:  # a display's bug must not stop an alarm
+            log.exception("event=observer_failed item=%r", item)
 
     def _state(self, reading: Sample | Silent | NodeEvent, utc: float) -> Outgoing | None:
         """The node's retained state when it changed, or at least every STATE_REFRESH_S."""
@@ -371,10 +396,11 @@ class Gateway:
                         tg.create_task(self._stopper(), name="stopper")
                         self._notifier.ready()
                         log.info(
-                            "event=ready gateway=%s buses=%d nodes=%d",
+                            "event=ready gateway=%s buses=%d nodes=%d test_mode=%s",
                             cfg.gateway_id,
                             len(cfg.buses),
                             len(cfg.nodes),
+                            self.rules.test_mode,
                         )
                 except* _Stop:
                     pass
