@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tests.gateway.subscriber import Received
@@ -26,9 +26,27 @@ def write_config(
     site: str = "Test Street",
     baud: int = 19200,
     supervision_s: float = 30.0,
+    kind: str = "rtu",
+    status_every_s: float = 0.2,
+    offline_backoff_max_s: float | None = None,
+    node_ids: Mapping[str, int] | None = None,
+    keys: Mapping[str, str] | None = None,
+    timeout_ms: int = 0,
 ) -> Path:
     """gateway.toml for one rtu bus on `serial` (a pty: no parity) and nodes given as
-    (name, address, house, zone), broker on 127.0.0.1:port, outbox in tmp_path."""
+    (name, address, house, zone), broker on 127.0.0.1:port, outbox in tmp_path.
+
+    kind="push" makes it a push bus (no poll settings; give every node its NODE_ID in
+    node_ids, and optionally its hex key in keys). offline_backoff_max_s: the bus's cap of the
+    offline back-off (default: the gateway's). timeout_ms: the bus's response timeout (0:
+    derived from the baud rate)."""
+    ids = node_ids or {}
+    secrets = keys or {}
+
+    def extra(name: str) -> str:
+        lines = f"node_id = {ids[name]:#x}\n" if name in ids else ""
+        return lines + (f'key = "{secrets[name]}"\n' if name in secrets else "")
+
     node_tables = "".join(
         textwrap.dedent(
             f"""
@@ -40,8 +58,14 @@ def write_config(
             zone = "{zone}"
             """
         )
+        + extra(name)
         for name, address, house, zone in nodes
     )
+    poll = f"timeout_ms = {timeout_ms}\n" if timeout_ms else ""
+    if kind != "push":
+        poll += f"status_every_s = {status_every_s}\n"
+        if offline_backoff_max_s is not None:
+            poll += f"offline_backoff_max_s = {offline_backoff_max_s}\n"
     path = tmp_path / "gateway.toml"
     path.write_text(
         textwrap.dedent(
@@ -58,13 +82,13 @@ def write_config(
 
             [[buses]]
             name = "street"
-            kind = "rtu"
+            kind = "{kind}"
             port = "{serial}"
             baud = {baud}
             parity = "N"  # a pseudo-terminal refuses parity settings
-            status_every_s = 0.2
             """
         )
+        + poll
         + node_tables
         + f"\n[rules]\nsupervision_s = {supervision_s}\n"
     )
