@@ -35,7 +35,9 @@ class Device:
 
     Online, its status block is read every cycle. After `offline_after` failed status reads in
     a row it is offline: it is then retried only when its back-off (jittered, capped at
-    `backoff.cap_s`) has run out, at most one offline node per cycle. A node whose last reading
+    `backoff.cap_s`) has run out. The cap bounds how late the first reading of a fire at a node
+    that was off the bus (or lost two reads to noise) can be, so the configuration keeps it to
+    a few seconds (config.MAX_OFFLINE_BACKOFF_S). A node whose last reading
     showed an alarm or pre-alarm is read every cycle whatever its state: a node in a fire may
     stop answering, and the first answer after that must not wait for a back-off.
     """
@@ -122,15 +124,16 @@ class Device:
 def plan_cycle(devices: Sequence[Device], now: float, cycle: int) -> list[tuple[Device, bool]]:
     """The reads of one poll cycle, in order: (device, read identity and counters too).
 
-    Nodes in alarm first (their status only), then every other online node, then at most one
-    offline node whose back-off has run out (the longest overdue).
+    Nodes in alarm first (their status only), then every other online node, then every
+    offline node whose back-off has run out, the longest overdue first. All of them: with one
+    a cycle, a street of nodes that lost power together would be retried one per cycle, and
+    the last one's alarm could wait for as many cycles as there are nodes.
     """
     urgent = [d for d in devices if d.urgent]
     steps = [(d, False) for d in urgent]
     steps += [(d, d.measure_due(cycle)) for d in devices if not d.urgent and not d.offline]
     due = [d for d in devices if d.offline and not d.urgent and d.retry_at <= now]
-    if due:
-        steps.append((min(due, key=lambda d: d.retry_at), False))
+    steps += [(d, False) for d in sorted(due, key=lambda d: d.retry_at)]
     return steps
 
 

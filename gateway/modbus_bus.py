@@ -33,6 +33,7 @@ from pymodbus.pdu import ModbusPDU
 
 from gateway.backoff import Backoff
 from gateway.bus_timing import USB_LATENCY_S, frame_us, read_transaction_us, response_timeout_s
+from gateway.config import DEFAULT_OFFLINE_BACKOFF_S
 from gateway.device import Device, next_retry, plan_cycle
 from gateway.link import LinkError, PortLost
 from gateway.model import Sample, Silent
@@ -90,7 +91,7 @@ class Bus:
         status_every_s: float = 0.0,
         measure_every: int = 10,
         offline_after: int = 2,
-        offline_backoff_max_s: float = 60.0,
+        offline_backoff_max_s: float = DEFAULT_OFFLINE_BACKOFF_S,
         reopen_backoff_max_s: float = 30.0,
         window_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,

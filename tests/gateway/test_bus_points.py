@@ -107,12 +107,15 @@ def test_dead_node_goes_offline_and_is_retried_on_its_back_off_alone() -> None:
     assert next_retry(devices) == pytest.approx(23.6)
 
 
-def test_at_most_one_offline_retry_per_cycle_the_most_overdue_first() -> None:
-    devices = [device(f"n{i}", i) for i in range(1, 5)]
+def test_every_due_offline_node_is_retried_in_the_cycle_the_most_overdue_first() -> None:
+    # A street that lost power together: each node's first reading after it comes back must
+    # not queue behind the others' retries, one per cycle.
+    devices = [device(f"n{i}", i) for i in range(1, 6)]
     for i, d in enumerate(devices):
-        d.offline, d.retry_at = True, 1.0 - i * 0.1  # n4 is the most overdue
+        d.offline, d.retry_at = True, 1.0 - i * 0.1  # n5 is the most overdue
+    devices[0].retry_at = 6.0  # n1 is not due yet
     steps = plan_cycle(devices, 5.0, 0)
-    assert [(d.name, m) for d, m in steps] == [("n4", False)]
+    assert [(d.name, m) for d, m in steps] == [(f"n{i}", False) for i in (5, 4, 3, 2)]
 
 
 def test_alarm_node_is_read_every_cycle_first_even_offline() -> None:

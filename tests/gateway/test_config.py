@@ -119,7 +119,10 @@ def test_defaults() -> None:
         1.0,
         10,
     )
-    assert east.offline_backoff_max_s == 60.0 and east.endpoint == "/dev/ttyUSB0"
+    assert (
+        east.offline_backoff_max_s == cfg.DEFAULT_OFFLINE_BACKOFF_S == 4.0
+        and east.endpoint == "/dev/ttyUSB0"
+    )
     mqtt = config.mqtt
     assert (mqtt.port, mqtt.tls, mqtt.topic_prefix, mqtt.keepalive_s) == (
         1883,
@@ -255,6 +258,13 @@ BAD: list[tuple[str, tuple[tuple[str, object], ...], str]] = [
         "nan is out of range",
         (("buses[0].status_every_s", float("nan")),),
         "buses[0].status_every_s: nan is out of range: use 0.05..60",
+    ),
+    (
+        "offline back-off too long for the alarm bound",
+        (("buses[0].offline_backoff_max_s", 60),),
+        "buses[0].offline_backoff_max_s: 60 is out of range: use 0.5..5 (a node off the bus is "
+        "retried at least this often: its next alarm must still reach the centre within "
+        "EN 54-2's 10 s)",
     ),
     ("keepalive out of range", (("mqtt.keepalive_s", 2),), "mqtt.keepalive_s: 2 is out of range"),
     (
