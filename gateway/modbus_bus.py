@@ -36,6 +36,7 @@ from gateway.bus_timing import USB_LATENCY_S, frame_us, read_transaction_us, res
 from gateway.config import DEFAULT_OFFLINE_BACKOFF_S
 from gateway.device import Device, next_retry, plan_cycle
 from gateway.link import LinkError, PortLost
+from gateway.lograte import LogRate
 from gateway.model import Sample, Silent
 from gateway.points import (
     COUNTERS_READ,
@@ -51,6 +52,7 @@ from protocol import registers as r
 from protocol.timing import t35_us
 
 log = logging.getLogger(__name__)
+LOG_FLAP_EVERY_S = 60.0
 
 OnReading = Callable[[Sample | Silent], Awaitable[None]]
 
@@ -132,6 +134,8 @@ class Bus:
         self.window_s = window_s
         self._on_reading = on_reading
         self._clock = clock
+        # A node flapping on a noisy line: one line per node and direction a minute at most.
+        self._log_rate = LogRate(LOG_FLAP_EVERY_S, clock)
         self.devices = [
             Device(
                 node,
@@ -308,22 +312,29 @@ class Bus:
         regs = await self._read(device, *STATUS_READ)
         now = self._clock()
         if regs is None:
-            if device.failed(now):
+            if (
+                device.failed(now)
+                and (held := self._log_rate.allow((device.name, "off"))) is not None
+            ):
                 log.warning(
                     "bus %s: node %s (address %d) offline after %d failed reads (%s); "
-                    "retried with back-off up to %.0f s",
+                    "retried with back-off up to %.0f s%s",
                     self.name,
                     device.name,
                     device.address,
                     device.failures,
                     device.stats.last_error,
                     device.backoff.cap_s,
+                    _held_text(held),
                 )
             await self._emit(Silent(device.name, now))
             return False
         sample = decode_status(device.name, now, regs)
-        if device.answered(now, sample):
-            log.warning("bus %s: node %s answers again", self.name, device.name)
+        if (
+            device.answered(now, sample)
+            and (held := self._log_rate.allow((device.name, "on"))) is not None
+        ):
+            log.warning("bus %s: node %s answers again%s", self.name, device.name, _held_text(held))
         await self._emit(sample)
         return True
 
@@ -474,6 +485,10 @@ class Bus:
             "utilisation": round(self.utilisation(), 3),
             "nodes": [d.snapshot() for d in self.devices],
         }
+
+
+def _held_text(held: int) -> str:
+    return f" ({held} more like this in the last minute, not logged)" if held else ""
 
 
 def _honour_cancel() -> None:

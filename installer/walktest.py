@@ -135,6 +135,9 @@ def _logging(path: Path) -> list[logging.Handler]:
     to_err.setLevel(logging.WARNING)
     root.addHandler(to_file)
     root.addHandler(to_err)
+    from gateway.app import quiet_pymodbus
+
+    quiet_pymodbus()  # no frame dumps over the live view on a noisy line
     return [to_file, to_err]
 
 
