@@ -47,12 +47,14 @@ from gateway.points import (
     decode_identity,
     decode_status,
 )
-from protocol import names
+from protocol import codes, names
 from protocol import registers as r
 from protocol.timing import t35_us
 
 log = logging.getLogger(__name__)
 LOG_FLAP_EVERY_S = 60.0
+COMMAND_TRIES = 3
+_IDEMPOTENT = frozenset((codes.CMD_SILENCE, codes.CMD_RESET_ALARM, codes.CMD_IDENTIFY))
 
 OnReading = Callable[[Sample | Silent], Awaitable[None]]
 
@@ -413,26 +415,34 @@ class Bus:
     # Commands.
     async def command(self, address: int, code: int) -> None:
         """Write `code` (codes.CMD_*) to the COMMAND register of the node at `address` (FC06),
-        between two polls. LinkError when it cannot be confirmed; it is not retried (a
-        self-test must not run twice because an answer was lost)."""
+        between two polls. LinkError when it cannot be confirmed. silence, reset_alarm and
+        identify are idempotent and are tried up to COMMAND_TRIES times when the answer is lost
+        or garbled (one noisy frame must not leave a buzzer sounding); self_test is sent once,
+        as it must not run twice because an answer was lost."""
         if code not in names.COMMANDS:
             raise ValueError(f"command {code} is not one of {sorted(names.COMMANDS)}")
         device = self._by_address.get(address)
         if device is None:
             raise ValueError(f"bus {self.name}: no node at address {address}")
         what = f"command {names.COMMANDS[code]} to node {device.name} (address {address})"
+        tries = COMMAND_TRIES if code in _IDEMPOTENT else 1
         async with self._lock:
             try:
                 client = self._transaction_start(device)
-                try:
-                    rr = await client.write_register(r.COMMAND, code, device_id=address)
-                except ModbusException as exc:
-                    _honour_cancel()
-                    self._failed(device, exc)  # PortLost when the port went meanwhile
-                    raise LinkError(
-                        f"bus {self.name}: {what}: {device.stats.last_error}; it may or may "
-                        "not have been applied: read the node's status before sending it again"
-                    ) from exc
+                for attempt in range(1, tries + 1):
+                    try:
+                        rr = await client.write_register(r.COMMAND, code, device_id=address)
+                        break
+                    except ModbusException as exc:
+                        _honour_cancel()
+                        self._failed(device, exc)  # PortLost when the port went meanwhile
+                        if attempt < tries:
+                            continue
+                        raise LinkError(
+                            f"bus {self.name}: {what}: {device.stats.last_error} "
+                            f"(tried {tries}x); it may or may not have been applied: read the "
+                            "node's status before sending it again"
+                        ) from exc
             except PortLost as exc:
                 raise LinkError(
                     f"bus {self.name}: {what} not sent: port {self.port} is not open "

@@ -371,3 +371,33 @@ def test_bad_bus_parameters_are_refused_before_any_io() -> None:
         Bus("b", [], sink, kind="tcp")
     with pytest.raises(ValueError, match=r"1\.\.247"):
         Bus("b", [("hall", 248)], sink, port="/dev/ttyUSB0")
+
+
+def test_a_lost_answer_to_silence_is_retried_but_a_self_test_is_sent_once(
+    tmp_path: Path,
+) -> None:
+    run(_lost_command_answers(tmp_path))
+
+
+async def _lost_command_answers(tmp: Path) -> None:
+    from gateway.link import LinkError
+    from gateway.modbus_bus import COMMAND_TRIES
+    from protocol import codes
+
+    async with rs485(tmp, [1]) as (line, nodes):
+        readings = Readings()
+        bus = Bus("line1", LIVE[:1], readings, port=str(line.path), baud=BAUD, parity="N")
+        async with polling(bus):
+            await readings.wait(lambda: bool(readings.of("hall")), 5.0, "the port open")
+            served = nodes.requests[1]
+            nodes.lose_replies[1] = 1  # one noisy frame eats the node's answer
+            await bus.command(1, codes.CMD_SILENCE)  # idempotent: confirmed on the 2nd try
+            assert nodes.lose_replies[1] == 0
+            nodes.lose_replies[1] = COMMAND_TRIES  # every try lost: reported, not hidden
+            with pytest.raises(LinkError, match=rf"tried {COMMAND_TRIES}x.*may or may not"):
+                await bus.command(1, codes.CMD_RESET_ALARM)
+            nodes.lose_replies[1] = 1
+            with pytest.raises(LinkError, match="tried 1x"):
+                await bus.command(1, codes.CMD_SELF_TEST)  # never twice: one write only
+            assert nodes.lose_replies[1] == 0
+            assert nodes.requests[1] - served >= 1 + 1 + COMMAND_TRIES + 1

@@ -149,6 +149,8 @@ class NodeLine:
         self.regs = {a: node_registers(a) for a in addresses}
         self.dead = set(dead)
         self.garbled = set(garbled)
+        # unit -> how many of its next answers to a register write (FC06: a command) to drop
+        self.lose_replies: dict[int, int] = {}
         self.requests: dict[int, int] = dict.fromkeys(self.regs, 0)  # reads and writes served
         self._random = random.Random(seed)
         devices = [
@@ -201,6 +203,9 @@ class NodeLine:
         if not sending:
             return data
         if data and data[0] in self.dead:
+            return b""
+        if len(data) > 1 and data[1] == 6 and self.lose_replies.get(data[0], 0) > 0:
+            self.lose_replies[data[0]] -= 1
             return b""
         if data and data[0] in self.garbled:
             return self._random.randbytes(len(data))
