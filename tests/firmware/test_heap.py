@@ -69,7 +69,12 @@ PUSH_SETUP = "app.App._reserve = lambda self, counter: 1024"
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("node")
+    return build_node(tmp_path_factory.mktemp("node"))
+
+
+def build_node(out: Path) -> Path:
+    """A node's build in out (.mpy files, stubs, a config.json per link mode); returns out.
+    Also used by bench/resources_bench.py."""
     compile_tree([ROOT / "protocol"], out)
     for source in sorted((ROOT / "firmware").glob("*.py")):
         if source.stem not in ("boot", "main"):  # scripts the board runs, not imported
@@ -82,13 +87,19 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("mode", ["poll", "push"])
-def test_app_heap_within_budget(mode: str, build: Path) -> None:
+def node_heap(mode: str, build: Path) -> tuple[int, int]:
+    """Heap bytes in `mode` (poll, push): after import, and with the App built."""
     imports = "\n".join(f"import {m}" for m in LINK_MODULES[mode])
     setup = PUSH_SETUP if mode == "push" else ""
     out = run_micropython(PROBE.format(mode=mode, imports=imports, setup=setup), build)
     tag, imported, built = out.strip().splitlines()[-1].split()
     assert tag == "heap", out
+    return int(imported), int(built)
+
+
+@pytest.mark.parametrize("mode", ["poll", "push"])
+def test_app_heap_within_budget(mode: str, build: Path) -> None:
+    imported, built = node_heap(mode, build)
     print(
         f"\nnode heap, {mode} mode: {int(imported)} B after import, {int(built)} B with App built"
     )
