@@ -327,7 +327,7 @@ def test_a_broker_outage_loses_nothing_and_the_backlog_goes_alarms_first(
                 for m in during:
                     await uplink.submit(m)
                 reconnects = uplink.state.reconnects
-                await beats.until(lambda: uplink.state.reconnects >= reconnects + 3)
+                await beats.until(lambda: uplink.state.reconnects >= reconnects + 3, timeout=30)
                 assert not uplink.state.connected and uplink.state.last_error
                 await asyncio.to_thread(broker.start)
                 everything = {m.event_id for m in before + during}
