@@ -401,3 +401,22 @@ async def _lost_command_answers(tmp: Path) -> None:
                 await bus.command(1, codes.CMD_SELF_TEST)  # never twice: one write only
             assert nodes.lose_replies[1] == 0
             assert nodes.requests[1] - served >= 1 + 1 + COMMAND_TRIES + 1
+
+
+def test_the_next_request_waits_for_t35_of_silence_after_a_transaction() -> None:
+    # Modbus over Serial Line 2.5.1.1: frames are separated by t3.5; pymodbus alone would
+    # send the next request ~0.6 ms after a reply (bench/bus_bench.py, "gw gap").
+    import time
+
+    from protocol.timing import t35_us
+
+    async def gap(kind: str) -> float:
+        bus = Bus("b", LIVE[:1], Readings(), kind=kind, port="/dev/null", host="h", baud=9600)
+        bus._line_used()
+        start = time.monotonic()
+        await bus._line_quiet()
+        return time.monotonic() - start
+
+    t35_s = t35_us(9600) / 1e6  # 4.0 ms
+    assert asyncio.run(gap("rtu")) >= t35_s - 0.001  # asyncio may wake a tick early
+    assert asyncio.run(gap("tcp")) < t35_s / 2  # a TCP converter times its own serial side
