@@ -231,6 +231,7 @@ class App:
         t35_ms = 0
         last = now()
         heard = False
+        pending = None  # a reply held until t3.5 after the request (spec 2.5.1.1)
         while True:
             if t35_ms != t35_us(self.cfg.baud()) // 1000:  # at start, and after a BAUD write
                 t35_ms = t35_us(self.cfg.baud()) // 1000
@@ -243,15 +244,21 @@ class App:
                 if slave is not None:
                     reply = slave.receive(data)
                     if reply:
-                        b.send(reply)
-                    if self.regs.pending:
-                        self.regs.apply_pending()
+                        pending = reply
+                    elif self.regs.pending and pending is None:
+                        self.regs.apply_pending()  # a broadcast write: no reply to wait for
                 elif pushlink is not None:
                     pushlink.receive(data)
             elif heard and diff(t, last) > gap_ms:
                 heard = False
                 if slave is not None:
                     slave.gap()  # t3.5 of silence: what came before was a whole frame
+            if pending is not None and diff(t, last) > gap_ms:
+                # The master has had t3.5 of silence to end its frame and release the line.
+                b.send(pending)
+                pending = None
+                if self.regs.pending:  # a new address or baud takes effect after the reply
+                    self.regs.apply_pending()
             if pushlink is not None and diff(t, last) > gap_ms:  # listen before talk
                 frame = pushlink.poll(t)
                 if frame:
@@ -262,7 +269,10 @@ class App:
             # While the line is busy, look every t3.5 (the coarsest step that still frames by
             # silence: 2 ms at 19200 baud, 1 ms above); after 50 ms of quiet every 5 ms, so a
             # node on an idle bus costs little and the first request waits at most that long.
-            await asyncio.sleep(busy_s if diff(t, last) < 50 else 0.005)
+            if pending is not None:  # wake just when the reply may go
+                await asyncio.sleep(max(gap_ms + 1 - diff(t, last), 1) / 1000)
+            else:
+                await asyncio.sleep(busy_s if diff(t, last) < 50 else 0.005)
 
     async def run(self) -> None:
         """Start the tasks and supervise them; returns only by cancellation or reset."""
