@@ -31,8 +31,10 @@ def frame_us(baud: int, nbytes: int) -> int:
 
 # An FTDI USB-RS485 adapter holds received bytes up to its 16 ms latency timer (DOMAIN.md).
 USB_LATENCY_S = 0.016
-# A node notices a request within one link poll step (5 ms once the line has been quiet) plus
-# t3.5, and answers from RAM (docs/firmware.md, Links): 10 ms covers both at 9600 baud and up.
+# A node answers from RAM t3.5 after the request (the silence read_transaction_us already
+# counts), late by up to one link poll step of its own (t3.5 while the line is busy, 5 ms
+# after 50 ms of quiet) and a ms tick (docs/firmware.md, Links): 10 ms covers that at 9600
+# baud and up.
 NODE_TURNAROUND_S = 0.010
 
 
