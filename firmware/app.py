@@ -28,7 +28,7 @@ from protocol.timing import t35_us
 from smoke import Smoke
 from supply import Supply
 from temperature import Temperature
-from ticks import diff, now
+from ticks import diff, now, now_us
 
 try:
     from micropython import const
@@ -228,13 +228,15 @@ class App:
     async def _link(self) -> None:
         b = self.board
         slave, pushlink = self.slave, self.pushlink
-        t35_ms = 0
+        t35 = 0
         last = now()
         heard = False
         pending = None  # a reply held until t3.5 after the request (spec 2.5.1.1)
+        heard_us = 0  # when the request's last bytes were read, in us ticks
         while True:
-            if t35_ms != t35_us(self.cfg.baud()) // 1000:  # at start, and after a BAUD write
-                t35_ms = t35_us(self.cfg.baud()) // 1000
+            if t35 != t35_us(self.cfg.baud()):  # at start, and after a BAUD write
+                t35 = t35_us(self.cfg.baud())
+                t35_ms = t35 // 1000
                 gap_ms = t35_ms + 1  # ms ticks: strictly more than t3.5 has passed
                 busy_s = max(t35_ms, 1) / 1000
             t = now()
@@ -243,6 +245,7 @@ class App:
                 last, heard = t, True
                 if slave is not None:
                     reply = slave.receive(data)
+                    heard_us = now_us()
                     if reply:
                         pending = reply
                     elif self.regs.pending and pending is None:
@@ -253,8 +256,11 @@ class App:
                 heard = False
                 if slave is not None:
                     slave.gap()  # t3.5 of silence: what came before was a whole frame
-            if pending is not None and diff(t, last) > gap_ms:
-                # The master has had t3.5 of silence to end its frame and release the line.
+            # The bytes arrived before they were read, so t3.5 after the read the master has
+            # had t3.5 of silence to end its frame and let go of the line (microseconds: at
+            # 115200 baud t3.5 is 1.75 ms, and ms ticks would hold the reply twice as long).
+            hold_us = 0 if pending is None else t35 - diff(now_us(), heard_us)
+            if pending is not None and hold_us <= 0:
                 b.send(pending)
                 pending = None
                 if self.regs.pending:  # a new address or baud takes effect after the reply
@@ -269,8 +275,8 @@ class App:
             # While the line is busy, look every t3.5 (the coarsest step that still frames by
             # silence: 2 ms at 19200 baud, 1 ms above); after 50 ms of quiet every 5 ms, so a
             # node on an idle bus costs little and the first request waits at most that long.
-            if pending is not None:  # wake just when the reply may go
-                await asyncio.sleep(max(gap_ms + 1 - diff(t, last), 1) / 1000)
+            if pending is not None:  # wake when the reply may go
+                await asyncio.sleep(hold_us / 1_000_000)
             else:
                 await asyncio.sleep(busy_s if diff(t, last) < 50 else 0.005)
 

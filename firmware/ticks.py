@@ -10,7 +10,7 @@ it as time.ticks_* too, so board.py runs unchanged there.
 """
 
 try:
-    from time import ticks_add, ticks_diff, ticks_ms  # type: ignore[attr-defined]
+    from time import ticks_add, ticks_diff, ticks_ms, ticks_us  # type: ignore[attr-defined]
 except ImportError:
     import time as _time
 
@@ -19,6 +19,9 @@ except ImportError:
 
     def ticks_ms() -> int:
         return int(_time.monotonic() * 1000) & (PERIOD - 1)  # type: ignore[attr-defined]
+
+    def ticks_us() -> int:
+        return int(_time.monotonic() * 1_000_000) & (PERIOD - 1)  # type: ignore[attr-defined]
 
     def ticks_diff(a: int, b: int) -> int:
         return ((a - b + _HALF) & (PERIOD - 1)) - _HALF
@@ -30,6 +33,11 @@ except ImportError:
 # Plain ints for the rest of the firmware (the ESP32 stubs type ticks as their own class).
 def now() -> int:
     return ticks_ms()  # type: ignore[return-value]
+
+
+def now_us() -> int:
+    """Microsecond ticks (same wrap; diff() works on them): for the link's t3.5 hold."""
+    return ticks_us()  # type: ignore[return-value]
 
 
 def diff(a: int, b: int) -> int:
