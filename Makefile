@@ -24,7 +24,7 @@ lint: setup
 	$(BIN)/python tools/typecheck_firmware.py
 
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=15
 
 # The long hardware-in-the-loop scenarios.
 hil: setup
