@@ -14,7 +14,7 @@ Everything it started is stopped on exit, also after a failure. Push-mode nodes 
 config.json with link_mode "push" (and a key) before they boot; the gateway's bus is then a
 push bus.
 
-The TimedCollector stamps each message with its arrival time (time.monotonic()), so a
+The Collector stamps each message with its arrival time (Received.at, time.monotonic()), so a
 latency is the arrival stamp minus the moment the test changed the sensor input. Waits are on
 conditions with deadlines (Collector.wait_for, EmulatorProcess.wait_event), never sleeps.
 """
@@ -22,7 +22,6 @@ conditions with deadlines (Collector.wait_for, EmulatorProcess.wait_event), neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -294,44 +293,8 @@ class Site:
         return doc
 
 
-class TimedCollector(Collector):
-    """A Collector that also stamps each message with its arrival (time.monotonic())."""
-
-    def __init__(self, port: int, topic: str = "#", **kwargs: Any) -> None:
-        super().__init__(port, topic, **kwargs)
-        self.arrived: list[float] = []
-        self._stamper: asyncio.Task[None] | None = None
-
-    async def _stamp(self) -> None:
-        async with self._changed:
-            while True:
-                await self._changed.wait_for(lambda: len(self.got) > len(self.arrived))
-                now = time.monotonic()
-                self.arrived += [now] * (len(self.got) - len(self.arrived))
-
-    def arrival(self, message: Received) -> float:
-        """When the message arrived (the first one equal to it)."""
-        for i, m in enumerate(self.got):
-            if m is message:
-                return self.arrived[i] if i < len(self.arrived) else time.monotonic()
-        raise ValueError("not received")
-
-    async def __aenter__(self) -> TimedCollector:
-        await super().__aenter__()
-        self._stamper = asyncio.create_task(self._stamp(), name="test.collector.stamp")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stamper is not None:
-            self._stamper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stamper
-        await super().__aexit__(exc_type, exc, tb)
+# Every Received carries its arrival time (Received.at): any Collector times the centre.
+TimedCollector = Collector
 
 
 # --- reading what the centre got ---------------------------------------------------------
@@ -358,13 +321,12 @@ def first_event(
     centre: TimedCollector, node: str, kind: str, source: str | None = None
 ) -> tuple[dict[str, Any], float] | None:
     """The first event of that kind (and source) from node, with its arrival time."""
-    for i, m in enumerate(centre.got):
+    for m in centre.got:
         if m.topic != EVENT_TOPIC:
             continue
         doc = m.json()
         if doc["node"] == node and doc["kind"] == kind and source in (None, doc["source"]):
-            at = centre.arrived[i] if i < len(centre.arrived) else time.monotonic()
-            return doc, at
+            return doc, m.at
     return None
 
 

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import json
 import ssl
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +31,8 @@ class Received:
     payload: bytes
     retain: bool
     qos: int
+    # When it arrived (time.monotonic()), for latencies measured at the subscriber.
+    at: float = field(default_factory=time.monotonic, compare=False)
 
     def json(self) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(self.payload)
