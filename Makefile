@@ -26,9 +26,9 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow" --durations=15
 
-# The long hardware-in-the-loop scenarios.
+# The long hardware-in-the-loop scenarios, and the few long or load-sensitive tests elsewhere.
 hil: setup
-	$(BIN)/python -m pytest -q -m slow hil_tests
+	$(BIN)/python -m pytest -q -m slow
 
 demo: setup
 	$(BIN)/firelane demo
