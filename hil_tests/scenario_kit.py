@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import time
@@ -34,6 +33,7 @@ from typing import Any
 
 import aiomqtt
 
+from bench.procstat import cpu_seconds
 from gateway.status import status_path
 from hil_tests.bus.faults import Faults
 from hil_tests.bus.virtual_bus import VirtualBus
@@ -278,10 +278,9 @@ class Site:
 
         def used(pid: int) -> float:
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                return cpu_seconds(pid)
+            except OSError:  # the process has gone
                 return 0.0
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
         nodes = sum(used(e._proc.pid) for e in self.nodes.values() if e._proc is not None)
         gateway = used(self.gateway.pid) if self.gateway is not None else 0.0
